@@ -1,0 +1,56 @@
+"The command line, run as a user runs it: in a fresh process."
+import json
+from conftest import run_cli, shared_dir
+import pytest
+
+def test_help_lists_every_command():
+    r = run_cli('--help')
+    assert r.returncode == 0
+    for c in ['genera', 'data']: assert c in r.stdout
+    r = run_cli('data', 'stats', '--help')
+    assert r.returncode == 0 and '--classes' in r.stdout
+
+def test_genera_prints_the_ten_genera():
+    r = run_cli('genera')
+    assert r.returncode == 0
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 11
+    assert [l.split()[1] for l in lines[1:]] == ['Ci', 'Cc', 'Cs', 'Ac', 'As', 'Ns', 'Sc', 'St', 'Cu', 'Cb']
+    assert 'above 6000 m' in lines[1]
+
+def test_data_stats_counts_and_flags(image_set):
+    r = run_cli('data', 'stats', image_set, '--min', '11', '--json')
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert st['counts'] == {'Cirrus': 14, 'Cumulus': 12, 'rocks': 10}
+    assert st['low'] == ['rocks'] and st['total'] == 36
+    r = run_cli('data', 'stats', image_set, '--min', '11')
+    assert 'rocks' in r.stdout and 'too few' in r.stdout and 'Cumulus' in r.stdout
+
+def test_data_stats_merges_folders_of_one_genus(image_set):
+    (image_set/'Cu').rename(image_set/'cumulus')
+    r = run_cli('data', 'stats', image_set, '--json', '--classes', 'Cu', 'Ci')
+    assert json.loads(r.stdout)['counts'] == {'Cumulus': 12, 'Cirrus': 14}
+
+def _error(r):
+    "The one-line error of a failed command."
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert r.stdout == '' and 'Traceback' not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+def test_data_errors_are_one_line(image_set, tmp_path):
+    before = sorted(p.name for p in image_set.rglob('*'))
+    assert 'does not exist' in _error(run_cli('data', 'stats', tmp_path/'missing'))
+    (tmp_path/'flat').mkdir(); (tmp_path/'flat'/'a.jpg').write_bytes(b'x')
+    assert 'has no class folders' in _error(run_cli('data', 'stats', tmp_path/'flat'))
+    assert 'class Stratus not found' in _error(run_cli('data', 'stats', image_set, '--classes', 'St'))
+    assert 'is a file' in _error(run_cli('data', 'stats', tmp_path/'flat'/'a.jpg'))
+    assert sorted(p.name for p in image_set.rglob('*')) == before
+
+@pytest.mark.skipif(not shared_dir('data', 'ccsn'), reason='../shared/data/ccsn is not here')
+def test_data_stats_on_ccsn():
+    r = run_cli('data', 'stats', shared_dir('data', 'ccsn'), '--json')
+    st = json.loads(r.stdout)
+    assert st['total'] == 2001 and st['counts']['Cumulus'] == 135
