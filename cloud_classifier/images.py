@@ -134,7 +134,7 @@ def check_image(path:Path)->str|None:
     except OSError as e: return f'unreadable: {e.strerror or e}'
     return None
 
-# %% ../nbs/00_images.ipynb #6d58c47f
+# %% ../nbs/00_images.ipynb #f28e19c6
 def payload_kind(head:bytes # the first bytes of a payload that is not a known image format
                 )->str:
     "What a non-image payload looks like: empty, svg, html, xml, json, text or not-an-image."
@@ -149,7 +149,7 @@ def payload_kind(head:bytes # the first bytes of a payload that is not a known i
         except UnicodeDecodeError: pass
     return 'not-an-image'
 
-# %% ../nbs/00_images.ipynb #89fcad9b
+# %% ../nbs/00_images.ipynb #f1a2b074
 from typing import NamedTuple
 
 class Verified(NamedTuple):
