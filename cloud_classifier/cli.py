@@ -90,7 +90,7 @@ def _data_stats(args):
         print(stats_table(st))
         if st['low']: print(f"{len(st['low'])} class(es) with fewer than {args.min} images: {', '.join(st['low'])}")
 
-# %% ../nbs/09_cli.ipynb #7bb1493c
+# %% ../nbs/09_cli.ipynb #dc85afef
 def _queries(qs:list|None)->list|None:
     "Query templates from the command line: each argument may hold several separated by ';'."
     return [q.strip() for a in qs for q in a.split(';') if q.strip()] if qs else None
@@ -125,6 +125,25 @@ def _download(args):
     check(urls, f'{args.url_file} lists no URLs: put one image URL per line')
     st = download_urls(urls, args.dest, args.label, n_workers=args.workers, timeout=args.timeout)
     print(summary_table({class_name(args.label): st}))
+
+# %% ../nbs/09_cli.ipynb #30ec80c0
+@command('dedupe', 'Find exact and near-duplicate images in DATA; with --remove, move the redundant copies to DATA/.trash/.',
+         arg('data', type=Path, help='folder holding one sub-folder per class'),
+         arg('--remove', action='store_true', help='move redundant copies within each class to DATA/.trash/ (journaled)'),
+         arg('--undo', action='store_true', help='put back the files the last dedupe --remove moved'),
+         arg('--threshold', type=int, help='most differing bits of two perceptual hashes (default: 8, measured on CCSN)'),
+         epilog='Groups that span classes are label conflicts: reported, never moved. Nothing is deleted.')
+def _dedupe(args):
+    from cloud_classifier.dedupe import THRESHOLD, find_duplicates, duplicates_report, remove_duplicates, undo_dedupe
+    if args.undo:
+        back = undo_dedupe(args.data)
+        print(f'put back {len(back)} file(s)')
+        return
+    groups = find_duplicates(args.data, THRESHOLD if args.threshold is None else args.threshold, progress=True)
+    print(duplicates_report(groups, args.data))
+    if args.remove:
+        moved = remove_duplicates(args.data, groups)
+        print(f'moved {len(moved)} file(s) to {args.data/".trash"} (undo: cloud-classifier dedupe {args.data} --undo)')
 
 # %% ../nbs/09_cli.ipynb #9125d21a
 if __name__ == '__main__': sys.exit(main())
