@@ -356,33 +356,41 @@ def review(model:Path, # an exported learner, `export.pkl`
     return rows
 
 # %% ../nbs/06_clean.ipynb #d95b9a23
-from fastai.vision.widgets import ImageClassifierCleaner, Label, VBox
-
-class CloudCleaner(ImageClassifierCleaner):
-    "fastai's `ImageClassifierCleaner` whose decisions persist across views and are applied safely in one call."
+class CloudCleaner:
+    "fastai's `ImageClassifierCleaner`, whose decisions persist across views and are applied safely in one call."
     def __init__(self, learn, # a fastai Learner on a folder-per-class data set
                  path:Path|None=None, # the data folder; the one folder holding the items' class folders when None
                  **kwargs, # passed to `ImageClassifierCleaner` (height, width, max_n)
                 ):
+        # imported here, not at the top: the command line imports this module and needs no widgets
+        from fastai.vision.widgets import ImageClassifierCleaner, Label, VBox
         self.marks, self._showing = {}, False
-        self.pending = Label()
-        super().__init__(learn, **kwargs)
-        roots = {Path(o[0]).resolve().parent.parent for iwi in self.iwis for o in iwi}
+        self.fastai = c = ImageClassifierCleaner(learn, **kwargs)
+        for dd in (c.dd_cats, c.dd_ds):  # our view change replaces fastai's, which drops the marks (fastai#3084)
+            dd.unobserve(c.on_change_ds, 'value'); dd.observe(self.on_change_ds, 'value')
+        self.dd_cats, self.dd_ds, self.iw = c.dd_cats, c.dd_ds, c.iw
+        roots = {Path(o[0]).resolve().parent.parent for iwi in c.iwis for o in iwi}
         check(path or len(roots) == 1, f"the learner's images are in {len(roots)} data folders: pass the one to clean as path=")
         self.path = Path(path or roots.pop())
-        self.widget = VBox([self.dd_cats, self.dd_ds, self.pending, self.iw.widget])
-        self._count()
+        self.pending = Label()
+        self.widget = VBox([c.dd_cats, c.dd_ds, self.pending, c.iw.widget])
+        self.on_change_ds()
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
 
     def on_change_ds(self, change=None):
         "Show the chosen category and Train/Valid view, with the marks made earlier put back."
         self._showing = True
         try:
-            super().on_change_ds(change)
+            self.fastai.on_change_ds(change)
             for fn, box in zip(self.iw.fns, self.iw.widget.children):
                 dd = box.children[1]
                 dd.value = self.marks.get(str(fn), '<Keep>')
                 dd.observe(lambda ch, fn=fn: self._mark(fn, ch['new']), 'value')
         finally: self._showing = False
+        self._count()
 
     def _mark(self, fn, value):
         if self._showing: return
@@ -404,9 +412,9 @@ class CloudCleaner(ImageClassifierCleaner):
         "Apply every pending decision in one journaled round; return the round's summary."
         s = apply_decisions(path or self.path, self.decisions(), source='CloudCleaner')
         moved = set(self.marks)
-        self.iwis = tuple([o for o in iwi if str(o[0]) not in moved] for iwi in self.iwis)
+        self.fastai.iwis = tuple([o for o in iwi if str(o[0]) not in moved] for iwi in self.fastai.iwis)
         self.marks = {}
-        self.on_change_ds(); self._count()
+        self.on_change_ds()
         return s
 
 def apply_cleaner(cleaner:CloudCleaner, # a cleaner with decisions made
