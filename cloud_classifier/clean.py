@@ -363,7 +363,12 @@ class CloudCleaner:
                  **kwargs, # passed to `ImageClassifierCleaner` (height, width, max_n)
                 ):
         # imported here, not at the top: the command line imports this module and needs no widgets
+        import builtins, fastai.vision.widgets as fw
         from fastai.vision.widgets import ImageClassifierCleaner, Label, VBox
+        # fastai's widgets call IPython's builtin `display`, which only a kernel defines: give it one in scripts and tests
+        if not hasattr(builtins, 'display') and not hasattr(fw, 'display'):
+            from IPython.display import display
+            fw.display = display
         self.marks, self._showing = {}, False
         self.fastai = c = ImageClassifierCleaner(learn, **kwargs)
         for dd in (c.dd_cats, c.dd_ds):  # our view change replaces fastai's, which drops the marks (fastai#3084)
