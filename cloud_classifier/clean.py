@@ -6,7 +6,7 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/clean.html.md"""
 
 # %% ../nbs/06_clean.ipynb #0df9c4ca
 from __future__ import annotations
-import base64, csv, html, io, math, os
+import base64, csv, html, io, os, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from .core import UserError, check
@@ -267,7 +267,12 @@ def _load_model(path:Path # an `export.pkl`
     from fastai.learner import load_learner
     path = Path(path)
     check(path.is_file(), f'model file {path} does not exist: train and export a model first')
-    try: return load_learner(path, cpu=True)
+    try:
+        with warnings.catch_warnings():
+            # fastai warns on every load that a pickle runs code; the export stage's `load_model`, which
+            # replaces this call, checks the file's hash against its model card instead
+            warnings.filterwarnings('ignore', message='.*load_learner', category=UserWarning)
+            return load_learner(path, cpu=True)
     except Exception as e: raise UserError(f'{path} is not a fastai export this library can load ({type(e).__name__}: {e})'.splitlines()[0]) from e
 
 def _known(p:Path, vocab)->bool: return class_name(p.parent.name) in vocab or p.parent.name in vocab
