@@ -90,5 +90,59 @@ def _data_stats(args):
         print(stats_table(st))
         if st['low']: print(f"{len(st['low'])} class(es) with fewer than {args.min} images: {', '.join(st['low'])}")
 
+# %% ../nbs/09_cli.ipynb #90e4fe4b
+def _interrupted_note(data:Path):
+    "Print a note on stderr for each interrupted cleaning round in `data`."
+    from cloud_classifier.journal import Journal
+    if not Path(data).is_dir(): return
+    for s in Journal(data).interrupted():
+        print(f"note: round {s['id']} ({s['kind']}) was interrupted after {s['moves']} move(s): complete it with "
+              f"`cloud-classifier clean {data} --finish` or put it back with `cloud-classifier clean {data} --undo {s['id']}`", file=sys.stderr)
+
+@command('review', 'List the highest-loss photos of a data set for review: a CSV to edit and an HTML contact sheet.',
+         arg('model', type=Path, help='the exported learner (export.pkl)'),
+         arg('data', type=Path, help='folder holding one sub-folder per class'),
+         arg('--out', type=Path, default=Path('review.csv'), help='the review CSV to write; the contact sheet goes beside it, as .html'),
+         arg('--top', type=int, default=50, help='how many of the highest-loss photos to list (0: all)'),
+         arg('--bs', type=int, default=defaults.bs, help='batch size'),
+         epilog='Then set action to keep, delete, a class or new:NAME, and run: cloud-classifier clean DATA --apply review.csv')
+def _review(args):
+    from cloud_classifier.clean import review
+    _interrupted_note(args.data)
+    rows = review(args.model, args.data, args.out, top=args.top or None, bs=args.bs)
+    print(f"{len(rows)} photo(s) to review in {args.out} (action preset to keep); contact sheet: {args.out.with_suffix('.html')}")
+    print(f'set action to keep, delete, a class or new:NAME, then run: cloud-classifier clean {args.data} --apply {args.out}')
+
+def _round_arg(v:str|None):
+    if v in (None, 'last'): return None
+    try: return int(v)
+    except ValueError: raise UserError(f'round {v!r} is not a round number: see them with --status') from None
+
+@command('clean', 'Apply review decisions without losing a photo, undo or finish a round, or list the rounds.',
+         arg('data', type=Path, help='folder holding one sub-folder per class'),
+         arg('--apply', type=Path, metavar='CSV', help='apply the decisions (file, action columns) of this review file'),
+         arg('--undo', nargs='?', const='last', metavar='ROUND', help='put back every file of the last round, or of ROUND'),
+         arg('--finish', nargs='?', const='last', metavar='ROUND', help='complete the round that was interrupted'),
+         arg('--status', action='store_true', help='list the cleaning rounds with their planned, moved and pending counts'),
+         epilog='Deleted photos go to DATA/.trash/ROUND/CLASS; every move is journaled in DATA/.cleaning/journal.jsonl.')
+def _clean(args):
+    from cloud_classifier.clean import apply_decisions, read_decisions, undo_round, finish_round, cleaning_status, status_table
+    given = [o for o in ('apply', 'undo', 'finish') if getattr(args, o) is not None] + (['status'] if args.status else [])
+    if len(given) != 1: raise UserError('give one of --apply CSV, --undo [ROUND], --finish [ROUND] or --status')
+    if not args.data.is_dir(): raise UserError(f'data folder {args.data} does not exist: give the folder that holds one sub-folder per class')
+    if args.status:
+        print(status_table(cleaning_status(args.data)))
+        _interrupted_note(args.data)
+    elif args.apply:
+        s = apply_decisions(args.data, read_decisions(args.apply), source=args.apply)
+        if s['id'] is None: print('nothing to move: every decision is keep')
+        else: print(f"round {s['id']}: moved {s['moves']} file(s); put them back with: cloud-classifier clean {args.data} --undo {s['id']}")
+    elif args.undo:
+        restored = undo_round(args.data, _round_arg(args.undo))
+        print(f'put back {len(restored)} file(s)')
+    else:
+        s = finish_round(args.data, _round_arg(args.finish))
+        print(f"round {s['id']} is {s['status']}: {s['moves']} file(s) moved")
+
 # %% ../nbs/09_cli.ipynb #9125d21a
 if __name__ == '__main__': sys.exit(main())
