@@ -90,6 +90,61 @@ def _data_stats(args):
         print(stats_table(st))
         if st['low']: print(f"{len(st['low'])} class(es) with fewer than {args.min} images: {', '.join(st['low'])}")
 
+# %% ../nbs/09_cli.ipynb #7b0efca7
+def _queries(qs:list|None)->list|None:
+    "Query templates from the command line: each argument may hold several separated by ';'."
+    return [q.strip() for a in qs for q in a.split(';') if q.strip()] if qs else None
+
+@command('scrape', 'Search DuckDuckGo images for each class and download verified photos into DEST/<class>/.',
+         arg('dest', type=Path, help='data folder: DEST/<class>/ for images, DEST/manifest.csv for their provenance'),
+         arg('--classes', nargs='+', help='classes to scrape (default: the ten cloud genera)'),
+         arg('--per-class', type=int, default=100, help='images wanted in each class folder (existing ones count)'),
+         arg('--queries', nargs='+', help='query templates, "{}" stands for the class, ";" separates several '
+             '(default: "{} clouds;{} cloud sky photo;{} cloud formation")'),
+         arg('--workers', type=int, default=8, help='download threads'),
+         arg('--timeout', type=float, default=10, help='seconds to wait for a server'),
+         epilog='Re-running resumes: URLs in the manifest are skipped. Offline, put photos in DEST/<class>/ yourself.')
+def _scrape(args):
+    from cloud_classifier.scrape import scrape, DEFAULT_QUERIES
+    scrape(args.dest, args.classes, args.per_class, _queries(args.queries) or DEFAULT_QUERIES,
+           n_workers=args.workers, timeout=args.timeout)
+
+@command('download', 'Download the image URLs listed in URL_FILE into DEST/<label>/, verified and recorded in DEST/manifest.csv.',
+         arg('url_file', type=Path, help='text file with one image URL per line'),
+         arg('dest', type=Path, help='data folder'),
+         arg('--label', required=True, help='class of these images'),
+         arg('--workers', type=int, default=8, help='download threads'),
+         arg('--timeout', type=float, default=10, help='seconds to wait for a server'))
+def _download(args):
+    from cloud_classifier.core import check
+    from cloud_classifier.scrape import download_urls, summary_table
+    from cloud_classifier.genera import class_name
+    check(args.url_file.is_file(), f'URL file {args.url_file} does not exist: give a text file with one URL per line')
+    check(not args.dest.is_file(), f'{args.dest} is a file: give a folder for the images')
+    urls = [l.strip() for l in args.url_file.read_text(errors='replace').splitlines() if l.strip() and not l.startswith('#')]
+    check(urls, f'{args.url_file} lists no URLs: put one image URL per line')
+    st = download_urls(urls, args.dest, args.label, n_workers=args.workers, timeout=args.timeout)
+    print(summary_table({class_name(args.label): st}))
+
+# %% ../nbs/09_cli.ipynb #47305c53
+@command('dedupe', 'Find exact and near-duplicate images in DATA; with --remove, move the redundant copies to DATA/.trash/.',
+         arg('data', type=Path, help='folder holding one sub-folder per class'),
+         arg('--remove', action='store_true', help='move redundant copies within each class to DATA/.trash/ (journaled)'),
+         arg('--undo', action='store_true', help='put back the files the last dedupe --remove moved'),
+         arg('--threshold', type=int, help='most differing bits of two perceptual hashes (default: 8, measured on CCSN)'),
+         epilog='Groups that span classes are label conflicts: reported, never moved. Nothing is deleted.')
+def _dedupe(args):
+    from cloud_classifier.dedupe import THRESHOLD, find_duplicates, duplicates_report, remove_duplicates, undo_dedupe
+    if args.undo:
+        back = undo_dedupe(args.data)
+        print(f'put back {len(back)} file(s)')
+        return
+    groups = find_duplicates(args.data, THRESHOLD if args.threshold is None else args.threshold, progress=True)
+    print(duplicates_report(groups, args.data))
+    if args.remove:
+        moved = remove_duplicates(args.data, groups)
+        print(f'moved {len(moved)} file(s) to {args.data/".trash"} (undo: cloud-classifier dedupe {args.data} --undo)')
+
 # %% ../nbs/09_cli.ipynb #90e4fe4b
 def _interrupted_note(data:Path):
     "Print a note on stderr for each interrupted cleaning round in `data`."

@@ -14,7 +14,7 @@ from .core import defaults
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'is_image_file', 'image_files', 'sha256_bytes', 'file_sha256', 'sniff_format', 'BadImage', 'open_image',
-           'check_image']
+           'check_image', 'payload_kind', 'Verified', 'verify_image_bytes']
 
 # %% ../nbs/00_images.ipynb #913f58a2
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp', '.tif', '.tiff'}
@@ -95,27 +95,25 @@ def _to_rgb(im:Image.Image)->Image.Image:
     return im.convert('RGB')
 
 # %% ../nbs/00_images.ipynb #dfe69912
-def open_image(src, # a path, bytes, a file object or a PIL image
-               max_side:int|None=None, # scale the longer side down to this many pixels
-               max_pixels:int=defaults.max_pixels, # refuse images with more pixels (decompression bombs)
-               min_side:int=1, # refuse images whose shorter side is smaller
-              )->Image.Image:
-    "Open, verify and normalise an image to RGB; raise `BadImage` when it is not a usable image."
-    if isinstance(src, Image.Image): im = src
-    else:
-        if isinstance(src, (bytes, bytearray)): src = io.BytesIO(src)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter('error', Image.DecompressionBombWarning)
-                im = Image.open(src)
-                if im.width * im.height > max_pixels:
-                    raise BadImage('too-large', f'{im.width}x{im.height} pixels')
-                im.load()
-        except BadImage: raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e: raise BadImage('too-large', str(e))
-        except UnidentifiedImageError: raise BadImage('not-an-image')
-        except FileNotFoundError: raise
-        except (OSError, SyntaxError, ValueError, EOFError) as e: raise BadImage('corrupt', str(e).splitlines()[0] if str(e) else '')
+def _load(src, max_pixels:int)->Image.Image:
+    "Open and decode `src` (path, bytes or file object) as it is; `BadImage` when it cannot be."
+    if isinstance(src, (bytes, bytearray)): src = io.BytesIO(src)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', Image.DecompressionBombWarning)
+            im = Image.open(src)
+            if im.width * im.height > max_pixels:
+                raise BadImage('too-large', f'{im.width}x{im.height} pixels')
+            im.load()
+    except BadImage: raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e: raise BadImage('too-large', str(e))
+    except UnidentifiedImageError: raise BadImage('not-an-image')
+    except FileNotFoundError: raise
+    except (OSError, SyntaxError, ValueError, EOFError) as e: raise BadImage('corrupt', str(e).splitlines()[0] if str(e) else '')
+    return im
+
+def _normalise(im:Image.Image, max_side:int|None, min_side:int)->Image.Image:
+    "First frame, EXIF orientation applied, RGB, longer side at most `max_side`."
     if getattr(im, 'n_frames', 1) > 1: im.seek(0)
     try: im = ImageOps.exif_transpose(im)
     except Exception: pass  # a broken EXIF block should not cost the photo
@@ -125,6 +123,15 @@ def open_image(src, # a path, bytes, a file object or a PIL image
         im = im.copy(); im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return im
 
+def open_image(src, # a path, bytes, a file object or a PIL image
+               max_side:int|None=None, # scale the longer side down to this many pixels
+               max_pixels:int=defaults.max_pixels, # refuse images with more pixels (decompression bombs)
+               min_side:int=1, # refuse images whose shorter side is smaller
+              )->Image.Image:
+    "Open, verify and normalise an image to RGB; raise `BadImage` when it is not a usable image."
+    im = src if isinstance(src, Image.Image) else _load(src, max_pixels)
+    return _normalise(im, max_side, min_side)
+
 # %% ../nbs/00_images.ipynb #37fbf296
 def check_image(path:Path # the image file to check
                )->str|None:
@@ -133,3 +140,52 @@ def check_image(path:Path # the image file to check
     except BadImage as e: return e.reason
     except OSError as e: return f'unreadable: {e.strerror or e}'
     return None
+
+# %% ../nbs/00_images.ipynb #f28e19c6
+def payload_kind(head:bytes # the first bytes of a payload that is not a known image format
+                )->str:
+    "What a non-image payload looks like: empty, svg, html, xml, json, text or not-an-image."
+    if not head: return 'empty'
+    s = head.lstrip()[:1024].lower()
+    if b'<svg' in s: return 'svg'
+    if s.startswith((b'<!doctype html', b'<html')) or any(t in s for t in (b'<html', b'<head', b'<body')): return 'html'
+    if s.startswith(b'<?xml'): return 'xml'
+    if s[:1] in (b'{', b'['): return 'json'
+    if b'\x00' not in s:
+        try: s.decode('utf-8'); return 'text'
+        except UnicodeDecodeError: pass
+    return 'not-an-image'
+
+# %% ../nbs/00_images.ipynb #f1a2b074
+from typing import NamedTuple
+
+class Verified(NamedTuple):
+    "A payload accepted as an image: the bytes to save, their file extension and the image size."
+    data:bytes; ext:str; width:int; height:int
+
+_KEEP_AS_IS = {'jpeg': '.jpg', 'png': '.png', 'webp': '.webp'}
+_LOSSLESS = {'png', 'gif', 'bmp'}
+
+def _encode(im:Image.Image, fmt:str)->Verified:
+    "Re-encode the RGB image `im` (from a `fmt` payload) as PNG or JPEG."
+    b = io.BytesIO()
+    if fmt in _LOSSLESS: im.save(b, 'PNG'); ext = '.png'
+    else: im.save(b, 'JPEG', quality=95); ext = '.jpg'
+    return Verified(b.getvalue(), ext, *im.size)
+
+def verify_image_bytes(data:bytes, # a downloaded payload
+                       max_side:int|None=defaults.max_side, # longer side of the kept image at most this
+                       max_pixels:int=defaults.max_pixels, # refuse images with more pixels (decompression bombs)
+                       min_side:int=32, # refuse images whose shorter side is smaller (icons, tracking pixels)
+                      )->Verified:
+    "Judge `data` by its bytes and return what to save; raise `BadImage(reason)` when it is not a usable photo."
+    fmt = sniff_format(data[:32])
+    if fmt is None: raise BadImage(payload_kind(data[:1024]))
+    try: raw = _load(data, max_pixels)
+    except BadImage as e:
+        if fmt in ('avif', 'heic') and e.reason == 'not-an-image': raise BadImage('unsupported-format', f'no {fmt} decoder installed')
+        raise
+    if getattr(raw, 'n_frames', 1) > 1: raise BadImage('animated', f'{raw.n_frames} frames')
+    im = _normalise(raw, max_side, min_side)
+    plain = fmt in _KEEP_AS_IS and raw.mode == 'RGB' and raw.getexif().get(0x0112, 1) == 1 and im.size == raw.size
+    return Verified(data, _KEEP_AS_IS[fmt], *im.size) if plain else _encode(im, fmt)
