@@ -70,6 +70,7 @@ def dls_for(train_dir, items_fn, size, bs, seed, batch_tfms, weighted=False):
 
 def run(name, learn, n_train, fit, valid_dir, log):
     learn.add_cb(SkipValidation())
+    learn._seen = 0  # lr_find batches are not training
     t0 = time.time(); fit(learn); wall = time.time() - t0
     learn.remove_cb(SkipValidation)
     res = evaluate(learn, valid_dir)
@@ -79,7 +80,7 @@ def run(name, learn, n_train, fit, valid_dir, log):
     return out
 
 class Count(Callback):
-    def before_fit(self): self.learn._seen = getattr(self.learn, '_seen', 0)
+    def before_fit(self): self.learn._seen = getattr(self.learn, '_seen', 0)  # counted across both stages
     def after_batch(self):
         if self.training: self.learn._seen += len(self.yb[0])
 
