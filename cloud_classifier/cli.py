@@ -145,6 +145,69 @@ def _dedupe(args):
         moved = remove_duplicates(args.data, groups)
         print(f'moved {len(moved)} file(s) to {args.data/".trash"} (undo: cloud-classifier dedupe {args.data} --undo)')
 
+# %% ../nbs/09_cli.ipynb #49711796
+def _lr(s:str):
+    "A learning rate or 'auto'."
+    if s == 'auto': return s
+    try: return float(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a learning rate: give a number like 1e-3, or auto") from None
+
+@command('train', 'Fine-tune a classifier on a folder-per-class image set, then export it (export.pkl + model_card.json).',
+         arg('data', type=Path, help='folder holding one sub-folder per class'),
+         arg('--out', type=Path, default=defaults.models, help='folder for export.pkl, the model card, reports and checkpoints'),
+         arg('--arch', default='resnet34', help='torchvision architecture, e.g. resnet18/34/50, mobilenet_v2, efficientnet_b0, convnext_tiny'),
+         arg('--weights', default='imagenet', help="'imagenet' (torchvision download), a local state-dict file (offline), or 'none' (scratch)"),
+         arg('--size', type=int, default=defaults.size, help='image side the model sees'),
+         arg('--epochs-frozen', type=int, default=None, help='epochs with the pretrained body frozen (default: the recipe\'s)'),
+         arg('--epochs', type=int, default=None, help='epochs after unfreezing (default: the recipe\'s)'),
+         arg('--lr', type=_lr, default='auto', help="frozen-stage learning rate, or 'auto' (lr_find)"),
+         arg('--lr-slice', type=float, nargs=2, metavar=('LO', 'HI'), help='learning rates of the first and last layer group after unfreezing'),
+         arg('--bs', type=int, default=defaults.bs, help='batch size'),
+         arg('--seed', type=int, default=defaults.seed, help='random seed (sampling, split, training)'),
+         arg('--balance', choices=['equal', 'weighted', 'none'], default=None, help='equal: same number per class; weighted: every image, classes balanced per epoch'),
+         arg('--classes', nargs='+', help='train on these classes only'),
+         arg('--test', type=Path, help='a separate labelled folder to measure the model on'),
+         arg('--valid-pct', type=float, default=defaults.valid_pct, help='share of images held out for validation'),
+         arg('--resume', action='store_true', help='continue an interrupted run in --out with its recorded settings'),
+         epilog='Ctrl-C keeps the last finished epoch in OUT/checkpoints; run the same command with --resume to go on.')
+def _train(args):
+    import matplotlib; matplotlib.use('Agg')
+    from cloud_classifier.train import train_model, summary, TRAIN_DEFAULTS
+    from cloud_classifier.export import export_model
+    D = TRAIN_DEFAULTS
+    learn, res = train_model(args.data, args.out, arch=args.arch, weights=args.weights, size=args.size,
+                             epochs_frozen=D['epochs_frozen'] if args.epochs_frozen is None else args.epochs_frozen,
+                             epochs=D['epochs'] if args.epochs is None else args.epochs, lr=args.lr, lrs=args.lr_slice,
+                             bs=args.bs, seed=args.seed, balance=args.balance or D['balance'], classes=args.classes,
+                             test=args.test, valid_pct=args.valid_pct, resume=args.resume)
+    fname = export_model(learn, args.out, metrics=res['metrics'], data=res['data'], args=res['args'])
+    print(summary(res, args.out))
+    print(f"model: {fname} (card: {fname.parent/'model_card.json'})")
+
+# %% ../nbs/09_cli.ipynb #a415992f
+@command('evaluate', 'Measure a trained model on a labelled folder: accuracy, per-class precision/recall/F1, confusion matrix.',
+         arg('model', type=Path, help='export.pkl (or the folder holding it and its model card)'),
+         arg('data', type=Path, help='folder with one sub-folder per class (Cu/ or cumulus/ both work)'),
+         arg('--json', type=Path, metavar='FILE', help='also write the numbers to FILE'),
+         arg('--tta', action='store_true', help='test-time augmentation'),
+         arg('--bs', type=int, default=defaults.bs, help='batch size'),
+         arg('--no-hash-check', action='store_true', help="load even if the file does not match its model card's sha256"))
+def _evaluate(args):
+    from cloud_classifier.export import load_model
+    from cloud_classifier.train import evaluate
+    learn = load_model(args.model, check_hash=not args.no_hash_check)
+    res = evaluate(learn, args.data, tta=args.tta, bs=args.bs)
+    if res['skipped_classes']: print(f"skipped classes the model does not know: {', '.join(res['skipped_classes'])}")
+    print(f"{res['n']} images: accuracy {res['accuracy']:.3f}, error {res['error_rate']:.3f}" + (' (TTA)' if args.tta else ''))
+    w = max(len(c) for c in res['per_class'])
+    print(f"{'class':<{w}}  precision  recall     f1  support")
+    for c, m in res['per_class'].items(): print(f"{c:<{w}}  {m['precision']:9.3f}  {m['recall']:6.3f}  {m['f1']:5.3f}  {m['support']:7d}")
+    if res['most_confused']: print('most confused: ' + ', '.join(f"{o['actual']} as {o['predicted']} ({o['count']})" for o in res['most_confused'][:5]))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json.with_name(args.json.name + '.tmp'); tmp.write_text(json.dumps(res, indent=1)); tmp.replace(args.json)
+        print(f'written {args.json}')
+
 # %% ../nbs/09_cli.ipynb #90e4fe4b
 def _interrupted_note(data:Path):
     "Print a note on stderr for each interrupted cleaning round in `data`."
