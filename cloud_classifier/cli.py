@@ -262,5 +262,71 @@ def _clean(args):
         s = finish_round(args.data, _round_arg(args.finish))
         print(f"round {s['id']} is {s['status']}: {s['moves']} file(s) moved")
 
+# %% ../nbs/09_cli.ipynb #d0085ad2
+def _classifier(model:Path):
+    "The classifier for `model`: `OnnxCloudClassifier` for a .onnx file (no PyTorch), else `CloudClassifier`."
+    if Path(model).suffix == '.onnx':
+        try: from cloud_classifier.onnx import OnnxCloudClassifier
+        except ImportError: raise UserError("an ONNX model needs onnxruntime: pip install 'cloud_classifier[onnx]'")
+        return OnnxCloudClassifier.load(model)
+    from cloud_classifier.predict import CloudClassifier
+    return CloudClassifier.load(model)
+
+def _show(p, k:int)->str:
+    "A prediction as text: the message, then the top `k` classes."
+    s = f"{p.file or '<image>'}: {p.message}"
+    if p.probabilities and k: s += '\n    ' + ', '.join(f'{c} {q:.1%}' for c, q in p.top(k))
+    return s
+
+@command('predict', 'Name the cloud genus in photos (files or folders), or say that a photo is not a cloud photo.',
+         arg('model', type=Path, help='export.pkl (or its folder), or model.onnx to predict without PyTorch'),
+         arg('paths', type=Path, nargs='+', help='photos, or folders of photos (searched recursively)'),
+         arg('--json', action='store_true', help='print a JSON list of results instead of text'),
+         arg('--top-k', type=int, default=3, help='show this many most likely classes'),
+         arg('--bs', type=int, default=64, help='images per batch'),
+         epilog='Exit status 1 when some inputs could not be read (each gets an error entry), 2 for a usage mistake.')
+def _predict(args):
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing: raise UserError(f"no such file or folder: {', '.join(missing)}")
+    clf = _classifier(args.model)
+    failed, first = 0, True
+    if args.json: print('[')
+    for p in clf.predict_many(args.paths, bs=args.bs):
+        failed += p.error is not None
+        if args.json:
+            print(('' if first else ',\n') + json.dumps(p.as_dict() | dict(top=p.top(args.top_k))), end='')
+            first = False
+        else: print(_show(p, args.top_k), flush=True)
+    if args.json: print('\n]')
+    if failed: print(f'{failed} input(s) could not be read', file=sys.stderr)
+    return 1 if failed else 0
+
+# %% ../nbs/09_cli.ipynb #50c0d49d
+@command('export-onnx', 'Export a model to ONNX (model.onnx beside export.pkl) for apps that should not ship PyTorch.',
+         arg('model', type=Path, help='export.pkl, or the folder holding it'),
+         arg('--out', type=Path, help='the ONNX file to write; model.onnx beside export.pkl by default'))
+def _export_onnx(args):
+    try: import onnxruntime, onnxscript
+    except ImportError: raise UserError("exporting to ONNX needs the onnx extra: pip install 'cloud_classifier[onnx]'")
+    from cloud_classifier.predict import export_onnx
+    from cloud_classifier.onnx import read_card
+    out = export_onnx(args.model, args.out)
+    card = read_card(out)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB); probabilities within {card['onnx']['max_prob_diff']:.1g} "
+          f"of PyTorch; preprocessing and sha256 in {out.parent/'model_card.json'}")
+
+# %% ../nbs/09_cli.ipynb #dc902e61
+@command('app', 'Serve a web app where people upload or snap a sky photo and see its cloud genus.',
+         arg('model', type=Path, help='export.pkl (or its folder), or model.onnx to serve without PyTorch'),
+         arg('--port', type=int, default=7860, help='port to listen on'),
+         arg('--host', default='127.0.0.1', help='address to bind; 0.0.0.0 makes the app reachable from other machines'),
+         arg('--top-k', type=int, default=3, help='number of genera shown with their confidence'),
+         arg('--max-mb', type=float, default=10, help='largest upload accepted, in MB'))
+def _app(args):
+    try: import gradio
+    except ImportError: raise UserError("the app needs the app extra: pip install 'cloud_classifier[app]'")
+    from cloud_classifier.app import launch
+    launch(_classifier(args.model), host=args.host, port=args.port, top_k=args.top_k, max_mb=args.max_mb)
+
 # %% ../nbs/09_cli.ipynb #9125d21a
 if __name__ == '__main__': sys.exit(main())
