@@ -162,7 +162,7 @@ class CleaningRounds(RuleBasedStateMachine):
 def test_random_rounds_never_lose_a_photo(capsys):
     N.clear()
     run_state_machine_as_test(CleaningRounds, settings=settings(
-        max_examples=int(os.environ.get('CLEAN_PROPERTY_EXAMPLES', 60)), stateful_step_count=10, deadline=None,
+        max_examples=int(os.environ.get('CLEAN_PROPERTY_EXAMPLES', 200)), stateful_step_count=10, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     with capsys.disabled():
         print(f"\nproperty test: {N['examples']} examples, {N['apply']} applies, {N['undo']} undos, {N['refused']} refusals, "
