@@ -6,7 +6,7 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/clean.html.md"""
 
 # %% ../nbs/06_clean.ipynb #0df9c4ca
 from __future__ import annotations
-import base64, csv, html, io, os, warnings
+import base64, csv, html, io, os
 from dataclasses import dataclass
 from pathlib import Path
 from .core import UserError, check
@@ -261,19 +261,12 @@ def status_table(rounds:list[dict])->str:
     return '\n'.join('  '.join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows)
 
 # %% ../nbs/06_clean.ipynb #87012755
-def _load_model(path:Path # an `export.pkl`
+def _load_model(path:Path, # an `export.pkl`, or the folder holding it
+                check_hash:bool=True, # refuse an export whose sha256 differs from its model card's
                ):
-    "Load an exported learner for review, on the CPU."
-    from fastai.learner import load_learner
-    path = Path(path)
-    check(path.is_file(), f'model file {path} does not exist: train and export a model first')
-    try:
-        with warnings.catch_warnings():
-            # fastai warns on every load that a pickle runs code; the export stage's `load_model`, which
-            # replaces this call, checks the file's hash against its model card instead
-            warnings.filterwarnings('ignore', message='.*load_learner', category=UserWarning)
-            return load_learner(path, cpu=True)
-    except Exception as e: raise UserError(f'{path} is not a fastai export this library can load ({type(e).__name__}: {e})'.splitlines()[0]) from e
+    "Load an exported learner for review, on the CPU, checked against its model card."
+    from cloud_classifier.export import load_model
+    return load_model(path, check_hash=check_hash)
 
 def _known(p:Path, vocab)->bool: return class_name(p.parent.name) in vocab or p.parent.name in vocab
 
@@ -304,14 +297,9 @@ def review_table(learn, # a fastai Learner (e.g. from `load_learner`)
 # %% ../nbs/06_clean.ipynb #5984d3c8
 def label_conflicts(data:Path # folder holding one sub-folder per class
                    )->list[Path]:
-    "Files whose near-duplicates sit in another class (from the dedupe stage; empty when it is absent)."
-    try: from cloud_classifier.dedupe import find_duplicates
-    except ImportError: return []
-    out = []
-    for g in find_duplicates(data):
-        files = [Path(f) for f in (g.get('files', []) if isinstance(g, dict) else g)]
-        if len({class_name(f.parent.name) for f in files}) > 1: out += files
-    return out
+    "Files whose duplicates or near-duplicates sit in another class, as the dedupe stage finds them."
+    from cloud_classifier.dedupe import find_duplicates
+    return [r.path for g in find_duplicates(data) if g.conflict for r in g.files]
 
 # %% ../nbs/06_clean.ipynb #9c141f80
 def _thumb(p:Path, side:int=160)->str:
@@ -350,12 +338,14 @@ def review(model:Path, # an exported learner, `export.pkl`
            out:Path, # the review CSV to write; the contact sheet goes beside it, as .html
            top:int|None=None, # list the `top` highest-loss photos; all when None
            bs:int=64, # batch size
+           check_hash:bool=True, # refuse a model whose sha256 differs from its model card's
           )->list[dict]:
     "Write a review CSV (action preset to keep) and its HTML contact sheet for the highest-loss photos."
     data = Path(data).resolve()
     check(data.is_dir(), f'data folder {data} does not exist: give the folder that holds one sub-folder per class')
+    learn = _load_model(model, check_hash)
     conflicts = label_conflicts(data)
-    rows = review_table(_load_model(model), data, top, bs, also=conflicts)
+    rows = review_table(learn, data, top, bs, also=conflicts)
     write_csv(out, rows, REVIEW_COLUMNS)
     contact_sheet(rows, data, Path(out).with_suffix('.html'), {Path(f).resolve().relative_to(data).as_posix() for f in conflicts})
     return rows

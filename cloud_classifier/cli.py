@@ -223,11 +223,12 @@ def _interrupted_note(data:Path):
          arg('--out', type=Path, default=Path('review.csv'), help='the review CSV to write; the contact sheet goes beside it, as .html'),
          arg('--top', type=int, default=50, help='how many of the highest-loss photos to list (0: all)'),
          arg('--bs', type=int, default=defaults.bs, help='batch size'),
+         arg('--no-hash-check', action='store_true', help="load even if the file does not match its model card's sha256"),
          epilog='Then set action to keep, delete, a class or new:NAME, and run: cloud-classifier clean DATA --apply review.csv')
 def _review(args):
     from cloud_classifier.clean import review
     _interrupted_note(args.data)
-    rows = review(args.model, args.data, args.out, top=args.top or None, bs=args.bs)
+    rows = review(args.model, args.data, args.out, top=args.top or None, bs=args.bs, check_hash=not args.no_hash_check)
     print(f"{len(rows)} photo(s) to review in {args.out} (action preset to keep); contact sheet: {args.out.with_suffix('.html')}")
     print(f'set action to keep, delete, a class or new:NAME, then run: cloud-classifier clean {args.data} --apply {args.out}')
 
