@@ -44,7 +44,7 @@ def target_class(action:str, # a class name, a genus alias, or "new:NAME"
 @dataclass
 class Move:
     "One checked decision: move `file` (relative to the data folder) for `action`, into class `dest_class`."
-    file:str
+    file:str # the file, relative to the data folder
     action:str # "delete" or "relabel"
     dest_class:str|None # the new class of a relabel; None for a delete
 
@@ -169,28 +169,24 @@ def sync_manifest(data:Path # folder holding the data set and its `manifest.csv`
     for rid, state in events: j.note(rid, manifest=state)  # after the write: a kill before it only repeats the work
     return changed
 
-def _manifest_row(data:Path, rel:str)->dict|None:
-    "The manifest's row for file `rel` (its values before a move), or None."
+def _manifest_values(data:Path)->dict[str, dict]:
+    "{file relative to `data`: its manifest class and status}, the values a move keeps so undo can restore them."
     mf = data/MANIFEST
-    if not mf.exists(): return None
+    if not mf.exists(): return {}
     with open(mf, newline='', encoding='utf-8') as f:
-        for row in csv.DictReader(f):
-            if row.get('file') is not None and _manifest_key(data, row['file']) == rel:
-                return {k: row[k] for k in ('class', 'status') if k in row}
+        return {_manifest_key(data, row['file']): {k: row[k] for k in ('class', 'status') if k in row}
+                for row in csv.DictReader(f) if row.get('file')}
 
 # %% ../nbs/06_clean.ipynb #44d65a85
-def _dest(data:Path, rid:int, m:Move)->Path:
+def _dest(data:Path, rid:int, m:Move, folders:dict)->Path:
     src = data/m.file
     if m.action == 'delete': return data/'.trash'/str(rid)/src.parent.name/src.name
-    return class_folders(data).get(m.dest_class, data/m.dest_class)/src.name
+    return folders.get(m.dest_class, data/m.dest_class)/src.name
 
-def _apply_moves(data:Path, r, moves:list[Move], done:set=frozenset())->int:
-    n = 0
-    for m in moves:
-        if m.file in done: continue
-        r.move(data/m.file, _dest(data, r.id, m), info=dict(action=m.action, manifest=_manifest_row(data, m.file)))
-        n += 1
-    return n
+def _apply_moves(data:Path, r, moves:list[Move])->int:
+    folders, rows = class_folders(data), _manifest_values(data)
+    for m in moves: r.move(data/m.file, _dest(data, r.id, m, folders), info=dict(action=m.action, manifest=rows.get(m.file)))
+    return len(moves)
 
 def apply_decisions(data:Path, # folder holding one sub-folder per class
                     decisions:list[dict], # each with `file` and `action`
@@ -252,7 +248,8 @@ def cleaning_status(data:Path # folder holding the data set
                         pending=pending, time=s['time'], source=s['meta'].get('source')))
     return out
 
-def status_table(rounds:list[dict])->str:
+def status_table(rounds:list[dict] # from `cleaning_status`
+                )->str:
     "`cleaning_status` as a plain-text table."
     if not rounds: return 'no cleaning rounds yet'
     rows = [('round', 'kind', 'status', 'planned', 'moved', 'pending', 'time')] + [
