@@ -31,6 +31,11 @@ def command(name:str, # the command, e.g. "genera" or "data stats"
         return f
     return _inner
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    "Show an option's default only when it has one."
+    def _get_help_string(self, action):
+        return action.help if action.default in (None, False) else super()._get_help_string(action)
+
 def _parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='cloud-classifier',
         description='Build an image classifier from web photos: scrape, verify, de-duplicate, train, clean, export, predict.')
@@ -45,7 +50,7 @@ def _parser()->argparse.ArgumentParser:
                 groups[grp] = gp.add_subparsers(dest='subcommand', metavar='SUBCOMMAND', required=True)
             parent = groups[grp]
         sp = parent.add_parser(name, help=c['help'], description=c['help'], epilog=c['epilog'],
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                               formatter_class=_Help)
         for names, kw in c['args']: sp.add_argument(*names, **kw)
         sp.set_defaults(func=c['func'])
     return p
@@ -328,6 +333,27 @@ def _app(args):
     except ImportError: raise UserError("the app needs the app extra: pip install 'cloud_classifier[app]'")
     from cloud_classifier.app import launch
     launch(_classifier(args.model), host=args.host, port=args.port, top_k=args.top_k, max_mb=args.max_mb)
+
+# %% ../nbs/09_cli.ipynb #3e9790b3
+def _options_of(name:str, *skip:str)->tuple:
+    "The arguments of command `name`, less those in `skip`."
+    return tuple(a for a in _COMMANDS[name]['args'] if a[0][0] not in skip)
+
+_TRAIN_KEYS = dict(arch='arch', weights='weights', size='size', epochs_frozen='epochs_frozen', epochs='epochs', lr='lr',
+                   lrs='lr_slice', bs='bs', seed='seed', balance='balance', test='test', valid_pct='valid_pct')
+
+@command('run', 'The main job: scrape, verify, de-duplicate, train, evaluate and export, each stage resumable.',
+         arg('dest', type=Path, help='folder for everything the run writes: data/ (scraped photos), models/, run.json'),
+         arg('--data', type=Path, help='a local folder-per-class image set to use instead of scraping (offline route)'),
+         arg('--per-class', type=int, default=150, help='photos to scrape per class'),
+         *_options_of('train', 'data', '--out', '--resume'),
+         epilog='Offline: cloud-classifier run DEST --data DIR --weights FILE (a local pretrained weights file). '
+                'Re-running skips finished stages and resumes an interrupted one.')
+def _run_pipeline(args):
+    import matplotlib; matplotlib.use('Agg')
+    from cloud_classifier.pipeline import run_pipeline
+    kw = {k: getattr(args, a) for k, a in _TRAIN_KEYS.items() if getattr(args, a) is not None}
+    run_pipeline(args.dest, data=args.data, classes=args.classes, per_class=args.per_class, **kw)
 
 # %% ../nbs/09_cli.ipynb #9125d21a
 if __name__ == '__main__': sys.exit(main())
