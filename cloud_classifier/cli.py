@@ -90,7 +90,7 @@ def _data_stats(args):
         print(stats_table(st))
         if st['low']: print(f"{len(st['low'])} class(es) with fewer than {args.min} images: {', '.join(st['low'])}")
 
-# %% ../nbs/09_cli.ipynb #2e71a4fa
+# %% ../nbs/09_cli.ipynb #49711796
 def _lr(s:str):
     "A learning rate or 'auto'."
     if s == 'auto': return s
@@ -105,7 +105,7 @@ def _lr(s:str):
          arg('--size', type=int, default=defaults.size, help='image side the model sees'),
          arg('--epochs-frozen', type=int, default=None, help='epochs with the pretrained body frozen (default: the recipe\'s)'),
          arg('--epochs', type=int, default=None, help='epochs after unfreezing (default: the recipe\'s)'),
-         arg('--lr', type=_lr, default='auto', help="frozen-stage learning rate, or 'auto' (lr_find)"),
+         arg('--lr', type=_lr, default=None, help="frozen-stage learning rate, or 'auto' (lr_find) (default: the recipe's)"),
          arg('--lr-slice', type=float, nargs=2, metavar=('LO', 'HI'), help='learning rates of the first and last layer group after unfreezing'),
          arg('--bs', type=int, default=defaults.bs, help='batch size'),
          arg('--seed', type=int, default=defaults.seed, help='random seed (sampling, split, training)'),
@@ -122,14 +122,14 @@ def _train(args):
     D = TRAIN_DEFAULTS
     learn, res = train_model(args.data, args.out, arch=args.arch, weights=args.weights, size=args.size,
                              epochs_frozen=D['epochs_frozen'] if args.epochs_frozen is None else args.epochs_frozen,
-                             epochs=D['epochs'] if args.epochs is None else args.epochs, lr=args.lr, lrs=args.lr_slice,
+                             epochs=D['epochs'] if args.epochs is None else args.epochs, lr=D['lr'] if args.lr is None else args.lr, lrs=args.lr_slice,
                              bs=args.bs, seed=args.seed, balance=args.balance or D['balance'], classes=args.classes,
                              test=args.test, valid_pct=args.valid_pct, resume=args.resume)
     fname = export_model(learn, args.out, metrics=res['metrics'], data=res['data'], args=res['args'])
     print(summary(res, args.out))
     print(f"model: {fname} (card: {fname.parent/'model_card.json'})")
 
-# %% ../nbs/09_cli.ipynb #6aa769a0
+# %% ../nbs/09_cli.ipynb #a415992f
 @command('evaluate', 'Measure a trained model on a labelled folder: accuracy, per-class precision/recall/F1, confusion matrix.',
          arg('model', type=Path, help='export.pkl (or the folder holding it and its model card)'),
          arg('data', type=Path, help='folder with one sub-folder per class (Cu/ or cumulus/ both work)'),

@@ -225,7 +225,10 @@ def find_lr(learn, # the learner, frozen or not
 
 # %% ../nbs/04_train.ipynb #4f9ce2d7
 class BestCheckpoint(SaveModelCallback):
-    "`SaveModelCallback` that leaves the model as it is when a stage ends before any epoch was saved."
+    "`SaveModelCallback` that ignores epochs skipped on resume and leaves the model as it is when none was saved."
+    def __init__(self, start_epoch:int=0, **kwargs): super().__init__(**kwargs); self.start_epoch = start_epoch
+    def after_epoch(self):
+        if self.epoch >= self.start_epoch: super().after_epoch()
     def after_fit(self, **kwargs):
         if (self.learn.path/self.learn.model_dir/f'{self.fname}.pth').exists(): super().after_fit(**kwargs)
 
@@ -237,8 +240,9 @@ def _atomic_write_text(path:Path, text:str):
 class ProgressCheckpoint(Callback):
     "After each epoch, save the model and optimizer as `last.pth` and record the stage and epoch in `progress.json`."
     order = 70
-    def __init__(self, stage:str, state:dict): self.stage, self.state = stage, state
+    def __init__(self, stage:str, state:dict, start_epoch:int=0): self.stage, self.state, self.start_epoch = stage, state, start_epoch
     def after_epoch(self):
+        if self.epoch < self.start_epoch: return  # skipped on resume
         d = self.learn.path/self.learn.model_dir
         self.learn.save('last.tmp', with_opt=True)
         os.replace(d/'last.tmp.pth', d/'last.pth')
@@ -272,7 +276,7 @@ def fit_recipe(learn, # a learner, e.g. from `make_learner`
         else: learn.unfreeze()
         if n <= 0 or start >= n: continue
         stage_cbs = L(cbs)
-        if checkpoint: stage_cbs += [BestCheckpoint(fname='best'), ProgressCheckpoint(stage, state)]
+        if checkpoint: stage_cbs += [BestCheckpoint(start, fname='best'), ProgressCheckpoint(stage, state, start)]
         learn.fit_one_cycle(n, lr_max, cbs=list(stage_cbs), start_epoch=start)
     return learn
 
@@ -284,7 +288,9 @@ class History(Callback):
     def before_fit(self): self.stage = 'frozen' if not all(p.requires_grad for p in self.learn.model.parameters()) else 'unfrozen'
     def after_batch(self):
         if self.training: self.batches.append((self.stage, float(self.learn.loss)))
+    def after_cancel_epoch(self): self.skipped = True  # an epoch skipped on resume
     def after_epoch(self):
+        if getattr(self, 'skipped', False): self.skipped = False; return
         names, vals = self.learn.recorder.metric_names, self.learn.recorder.log
         self.epochs.append(dict(stage=self.stage, **{n: (float(v) if isinstance(v, (int, float, np.floating)) else v)
                                                    for n, v in zip(names, vals)}))
@@ -331,7 +337,7 @@ def plot_top_losses(files:list, probs, targets:list, classes:list, fname:Path, k
     fig.suptitle('predicted/actual, loss/probability'); fig.savefig(fname, dpi=80, bbox_inches='tight'); plt.close(fig)
 
 # %% ../nbs/04_train.ipynb #ba453095
-TRAIN_DEFAULTS = dict(arch='resnet34', weights='imagenet', size=defaults.size, epochs_frozen=2, epochs=6, lr='auto',
+TRAIN_DEFAULTS = dict(arch='resnet34', weights='imagenet', size=defaults.size, epochs_frozen=2, epochs=5, lr=2e-3,
                       bs=defaults.bs, seed=defaults.seed, balance='weighted', valid_pct=defaults.valid_pct)
 
 def files_hash(files:list, root:Path)->str:
