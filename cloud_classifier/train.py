@@ -287,7 +287,7 @@ class History(Callback):
     def __init__(self): self.batches, self.epochs, self.stage = [], [], ''
     def before_fit(self): self.stage = 'frozen' if not all(p.requires_grad for p in self.learn.model.parameters()) else 'unfrozen'
     def after_batch(self):
-        if self.training: self.batches.append((self.stage, float(self.learn.loss)))
+        if self.training: self.batches.append((self.stage, float(self.learn.loss.detach())))
     def after_cancel_epoch(self): self.skipped = True  # an epoch skipped on resume
     def after_epoch(self):
         if getattr(self, 'skipped', False): self.skipped = False; return
@@ -373,6 +373,7 @@ def train_model(data:Path, # folder with one sub-folder per class
                 resume:bool=False, # continue an interrupted run in `out` with its recorded settings
                 lr_find_iters:int=100, # mock-training steps of `find_lr` with lr="auto"
                 reports:bool=True, # write JSON and PNG reports into `out`
+                cbs:list|None=None, # extra fastai callbacks for the recipe
                 **kwargs, # passed to `cloud_dataloaders` (item_tfms, batch_tfms, n_per_class, num_workers)
                ):
     "Train with the recipe; returns `(learn, result)` where `result` holds metrics, data summary, arguments and timing."
@@ -414,7 +415,7 @@ def train_model(data:Path, # folder with one sub-folder per class
           f"{len(dls.train_ds)} images, validating on {len(dls.valid_ds)}; lr {lr_used:.2e}, then slice({lr_slice.start:.2e}, {lr_slice.stop:.2e})")
     done_before = dict(state.get('done', {}))
     hist, t0 = History(), time.time()
-    try: fit_recipe(learn, args['epochs_frozen'], args['epochs'], lr=lr_used, lrs=lr_slice, cbs=[hist], state=state)
+    try: fit_recipe(learn, args['epochs_frozen'], args['epochs'], lr=lr_used, lrs=lr_slice, cbs=[hist, *L(cbs)], state=state)
     except KeyboardInterrupt:
         done = state.get('done', {})
         where = f"after {done}" if done else "before the first epoch finished: nothing to resume, start again"
