@@ -13,7 +13,9 @@ import torch
 import torchvision
 from torch import nn
 from fastai.vision.all import (L, params, vision_learner, Callback, SaveModelCallback, Normalize, imagenet_stats,
-                               accuracy, error_rate, minimum, steep, valley, set_seed, CrossEntropyLossFlat)
+                               accuracy, error_rate, minimum, steep, valley, set_seed, CrossEntropyLossFlat,
+                               num_distrib, rank_distrib)
+from contextlib import nullcontext
 import fastai.vision.learner as fv_learner
 from .core import defaults, UserError, check
 from .data import class_files, list_classes, label_from_folder, cloud_dataloaders, BALANCES
@@ -22,8 +24,8 @@ from .images import check_image
 # %% auto #0
 __all__ = ['ARCHS', 'AUTO_LR', 'TRAIN_DEFAULTS', 'get_arch', 'imagenet_state_dict', 'read_state_dict', 'load_body_weights',
            'make_learner', 'classification_metrics', 'verify_images', 'labelled_items', 'evaluate', 'find_lr',
-           'BestCheckpoint', 'ProgressCheckpoint', 'discriminative_lrs', 'fit_recipe', 'History', 'plot_confusion',
-           'plot_history', 'plot_top_losses', 'files_hash', 'train_model', 'write_reports', 'summary']
+           'BestCheckpoint', 'ProgressCheckpoint', 'discriminative_lrs', 'fit_recipe', 'distributed', 'History',
+           'plot_confusion', 'plot_history', 'plot_top_losses', 'files_hash', 'train_model', 'write_reports', 'summary']
 
 # %% ../nbs/04_train.ipynb #c92023cc
 def _mobilenet_v2_split(m): return L(m[0][0][:10], m[0][0][10:], m[1:]).map(params)
@@ -242,7 +244,7 @@ class ProgressCheckpoint(Callback):
     order = 70
     def __init__(self, stage:str, state:dict, start_epoch:int=0): self.stage, self.state, self.start_epoch = stage, state, start_epoch
     def after_epoch(self):
-        if self.epoch < self.start_epoch: return  # skipped on resume
+        if self.epoch < self.start_epoch or rank_distrib(): return  # skipped on resume; one writer when distributed
         d = self.learn.path/self.learn.model_dir
         self.learn.save('last.tmp', with_opt=True)
         os.replace(d/'last.tmp.pth', d/'last.pth')
@@ -279,6 +281,21 @@ def fit_recipe(learn, # a learner, e.g. from `make_learner`
         if checkpoint: stage_cbs += [BestCheckpoint(start, fname='best'), ProgressCheckpoint(stage, state, start)]
         learn.fit_one_cycle(n, lr_max, cbs=list(stage_cbs), start_epoch=start)
     return learn
+
+# %% ../nbs/04_train.ipynb #169e482b
+def _broadcast_any_backend(self, t, rank):
+    "`DistributedDL._broadcast` that keeps the tensor on the CPU unless the backend is nccl."
+    t = torch.tensor(t, dtype=torch.long)
+    if torch.distributed.get_backend() == 'nccl': t = t.cuda()
+    torch.distributed.broadcast(t, rank)
+    return t.cpu().tolist()
+
+def distributed(learn):
+    "fastai's `distrib_ctx` when launched as several processes (`accelerate launch`), otherwise nothing."
+    if num_distrib() <= 1: return nullcontext(learn)
+    from fastai.distributed import DistributedDL
+    DistributedDL._broadcast = _broadcast_any_backend
+    return learn.distrib_ctx()
 
 # %% ../nbs/04_train.ipynb #25ba7cab
 class History(Callback):
@@ -407,6 +424,7 @@ def train_model(data:Path, # folder with one sub-folder per class
     lr_used = state.get('lr')
     if lr_used is None:
         if str(args['lr']) == 'auto':
+            check(num_distrib() <= 1, "lr='auto' runs lr_find, which does not run distributed: find the rate in one process, then give --lr")
             lr_used = find_lr(learn, out if reports else None, num_it=lr_find_iters)[AUTO_LR]
         else: lr_used = float(args['lr'])
         state['lr'] = lr_used
@@ -415,7 +433,9 @@ def train_model(data:Path, # folder with one sub-folder per class
           f"{len(dls.train_ds)} images, validating on {len(dls.valid_ds)}; lr {lr_used:.2e}, then slice({lr_slice.start:.2e}, {lr_slice.stop:.2e})")
     done_before = dict(state.get('done', {}))
     hist, t0 = History(), time.time()
-    try: fit_recipe(learn, args['epochs_frozen'], args['epochs'], lr=lr_used, lrs=lr_slice, cbs=[hist, *L(cbs)], state=state)
+    try:
+        with distributed(learn):
+            fit_recipe(learn, args['epochs_frozen'], args['epochs'], lr=lr_used, lrs=lr_slice, cbs=[hist, *L(cbs)], state=state)
     except KeyboardInterrupt:
         done = state.get('done', {})
         where = f"after {done}" if done else "before the first epoch finished: nothing to resume, start again"
@@ -431,7 +451,7 @@ def train_model(data:Path, # folder with one sub-folder per class
     result = dict(metrics=metrics, data=_data_summary(dls, data), args=args, lr=lr_used,
                   lrs=[lr_slice.start, lr_slice.stop], history=hist.epochs,
                   timing=dict(train_seconds=wall, train_images_per_second=n_seen / wall if wall else None))
-    if reports: write_reports(learn, result, hist, probs, targs, out)
+    if reports and not rank_distrib(): write_reports(learn, result, hist, probs, targs, out)
     return learn, result
 
 def write_reports(learn, result:dict, hist:History, probs, targs, out:Path):
