@@ -179,8 +179,11 @@ def _train(args):
     import matplotlib; matplotlib.use('Agg')
     from cloud_classifier.train import train_model, summary, TRAIN_DEFAULTS
     from cloud_classifier.export import export_model
+    from cloud_classifier.dedupe import split_groups
     D = TRAIN_DEFAULTS
-    learn, res = train_model(args.data, args.out, arch=args.arch, weights=args.weights, size=args.size,
+    groups = split_groups(args.data) if args.data.is_dir() else None  # the same on --resume, so the split is too
+    if groups: print(f"{len(groups)} near-duplicate photos in {len(set(groups.values()))} groups: each group stays on one side of the split")
+    learn, res = train_model(args.data, args.out, arch=args.arch, weights=args.weights, size=args.size, groups=groups,
                              epochs_frozen=D['epochs_frozen'] if args.epochs_frozen is None else args.epochs_frozen,
                              epochs=D['epochs'] if args.epochs is None else args.epochs, lr=D['lr'] if args.lr is None else args.lr, lrs=args.lr_slice,
                              bs=args.bs, seed=args.seed, balance=args.balance or D['balance'], classes=args.classes,
