@@ -165,7 +165,7 @@ def _lr(s:str):
          arg('--size', type=int, default=defaults.size, help='image side the model sees'),
          arg('--epochs-frozen', type=int, default=None, help='epochs with the pretrained body frozen (default: the recipe\'s)'),
          arg('--epochs', type=int, default=None, help='epochs after unfreezing (default: the recipe\'s)'),
-         arg('--lr', type=_lr, default='auto', help="frozen-stage learning rate, or 'auto' (lr_find)"),
+         arg('--lr', type=_lr, default=None, help="frozen-stage learning rate, or 'auto' (lr_find) (default: the recipe's)"),
          arg('--lr-slice', type=float, nargs=2, metavar=('LO', 'HI'), help='learning rates of the first and last layer group after unfreezing'),
          arg('--bs', type=int, default=defaults.bs, help='batch size'),
          arg('--seed', type=int, default=defaults.seed, help='random seed (sampling, split, training)'),
@@ -179,10 +179,13 @@ def _train(args):
     import matplotlib; matplotlib.use('Agg')
     from cloud_classifier.train import train_model, summary, TRAIN_DEFAULTS
     from cloud_classifier.export import export_model
+    from cloud_classifier.dedupe import split_groups
     D = TRAIN_DEFAULTS
-    learn, res = train_model(args.data, args.out, arch=args.arch, weights=args.weights, size=args.size,
+    groups = split_groups(args.data) if args.data.is_dir() else None  # the same on --resume, so the split is too
+    if groups: print(f"{len(groups)} near-duplicate photos in {len(set(groups.values()))} groups: each group stays on one side of the split")
+    learn, res = train_model(args.data, args.out, arch=args.arch, weights=args.weights, size=args.size, groups=groups,
                              epochs_frozen=D['epochs_frozen'] if args.epochs_frozen is None else args.epochs_frozen,
-                             epochs=D['epochs'] if args.epochs is None else args.epochs, lr=args.lr, lrs=args.lr_slice,
+                             epochs=D['epochs'] if args.epochs is None else args.epochs, lr=D['lr'] if args.lr is None else args.lr, lrs=args.lr_slice,
                              bs=args.bs, seed=args.seed, balance=args.balance or D['balance'], classes=args.classes,
                              test=args.test, valid_pct=args.valid_pct, resume=args.resume)
     fname = export_model(learn, args.out, metrics=res['metrics'], data=res['data'], args=res['args'])
