@@ -90,7 +90,7 @@ def _data_stats(args):
         print(stats_table(st))
         if st['low']: print(f"{len(st['low'])} class(es) with fewer than {args.min} images: {', '.join(st['low'])}")
 
-# %% ../nbs/09_cli.ipynb #df8a0ace
+# %% ../nbs/09_cli.ipynb #d0085ad2
 def _classifier(model:Path):
     "The classifier for `model`: `OnnxCloudClassifier` for a .onnx file (no PyTorch), else `CloudClassifier`."
     if Path(model).suffix == '.onnx':
@@ -129,7 +129,7 @@ def _predict(args):
     if failed: print(f'{failed} input(s) could not be read', file=sys.stderr)
     return 1 if failed else 0
 
-# %% ../nbs/09_cli.ipynb #e8991edc
+# %% ../nbs/09_cli.ipynb #50c0d49d
 @command('export-onnx', 'Export a model to ONNX (model.onnx beside export.pkl) for apps that should not ship PyTorch.',
          arg('model', type=Path, help='export.pkl, or the folder holding it'),
          arg('--out', type=Path, help='the ONNX file to write; model.onnx beside export.pkl by default'))
@@ -143,7 +143,7 @@ def _export_onnx(args):
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB); probabilities within {card['onnx']['max_prob_diff']:.1g} "
           f"of PyTorch; preprocessing and sha256 in {out.parent/'model_card.json'}")
 
-# %% ../nbs/09_cli.ipynb #856a2b0e
+# %% ../nbs/09_cli.ipynb #dc902e61
 @command('app', 'Serve a web app where people upload or snap a sky photo and see its cloud genus.',
          arg('model', type=Path, help='export.pkl (or its folder), or model.onnx to serve without PyTorch'),
          arg('--port', type=int, default=7860, help='port to listen on'),
