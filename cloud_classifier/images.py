@@ -14,12 +14,13 @@ from .core import defaults
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'is_image_file', 'image_files', 'sha256_bytes', 'file_sha256', 'sniff_format', 'BadImage', 'open_image',
-           'check_image']
+           'check_image', 'payload_kind', 'Verified', 'verify_image_bytes']
 
 # %% ../nbs/00_images.ipynb #913f58a2
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp', '.tif', '.tiff'}
 
-def is_image_file(p:Path)->bool:
+def is_image_file(p:Path # a file name or path
+                 )->bool:
     "Whether `p` has an image extension and is not hidden."
     p = Path(p)
     return p.suffix.lower() in IMAGE_EXTS and not p.name.startswith('.')
@@ -37,11 +38,13 @@ def image_files(path:Path, # folder to list
     return sorted(out)
 
 # %% ../nbs/00_images.ipynb #e799c9b4
-def sha256_bytes(b:bytes)->str:
+def sha256_bytes(b:bytes # the data to hash
+                )->str:
     "Hex sha256 of `b`."
     return hashlib.sha256(b).hexdigest()
 
-def file_sha256(path:Path)->str:
+def file_sha256(path:Path # the file to hash
+               )->str:
     "Hex sha256 of the file at `path`, read in chunks."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -52,7 +55,8 @@ def file_sha256(path:Path)->str:
 _MAGIC = [(b'\xff\xd8\xff', 'jpeg'), (b'\x89PNG\r\n\x1a\n', 'png'), (b'GIF87a', 'gif'), (b'GIF89a', 'gif'),
           (b'BM', 'bmp'), (b'II*\x00', 'tiff'), (b'MM\x00*', 'tiff')]
 
-def sniff_format(head:bytes)->str|None:
+def sniff_format(head:bytes # the first bytes of a file (16 are enough)
+                )->str|None:
     "Image format named by the first bytes of a file (jpeg, png, gif, webp, bmp, tiff, avif, heic), or None."
     for magic, fmt in _MAGIC:
         if head.startswith(magic): return fmt
@@ -66,7 +70,9 @@ def sniff_format(head:bytes)->str|None:
 # %% ../nbs/00_images.ipynb #a38ad395
 class BadImage(ValueError):
     "A payload that is not a usable image; `reason` is a short code for reports."
-    def __init__(self, reason:str, detail:str=''):
+    def __init__(self, reason:str, # short code: not-an-image, corrupt, too-large, too-small
+                 detail:str='', # what the decoder said
+                ):
         self.reason = reason
         super().__init__(f'{reason}: {detail}' if detail else reason)
 
@@ -89,27 +95,25 @@ def _to_rgb(im:Image.Image)->Image.Image:
     return im.convert('RGB')
 
 # %% ../nbs/00_images.ipynb #dfe69912
-def open_image(src, # a path, bytes, a file object or a PIL image
-               max_side:int|None=None, # scale the longer side down to this many pixels
-               max_pixels:int=defaults.max_pixels, # refuse images with more pixels (decompression bombs)
-               min_side:int=1, # refuse images whose shorter side is smaller
-              )->Image.Image:
-    "Open, verify and normalise an image to RGB; raise `BadImage` when it is not a usable image."
-    if isinstance(src, Image.Image): im = src
-    else:
-        if isinstance(src, (bytes, bytearray)): src = io.BytesIO(src)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter('error', Image.DecompressionBombWarning)
-                im = Image.open(src)
-                if im.width * im.height > max_pixels:
-                    raise BadImage('too-large', f'{im.width}x{im.height} pixels')
-                im.load()
-        except BadImage: raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e: raise BadImage('too-large', str(e))
-        except UnidentifiedImageError: raise BadImage('not-an-image')
-        except FileNotFoundError: raise
-        except (OSError, SyntaxError, ValueError, EOFError) as e: raise BadImage('corrupt', str(e).splitlines()[0] if str(e) else '')
+def _load(src, max_pixels:int)->Image.Image:
+    "Open and decode `src` (path, bytes or file object) as it is; `BadImage` when it cannot be."
+    if isinstance(src, (bytes, bytearray)): src = io.BytesIO(src)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', Image.DecompressionBombWarning)
+            im = Image.open(src)
+            if im.width * im.height > max_pixels:
+                raise BadImage('too-large', f'{im.width}x{im.height} pixels')
+            im.load()
+    except BadImage: raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e: raise BadImage('too-large', str(e))
+    except UnidentifiedImageError: raise BadImage('not-an-image')
+    except FileNotFoundError: raise
+    except (OSError, SyntaxError, ValueError, EOFError) as e: raise BadImage('corrupt', str(e).splitlines()[0] if str(e) else '')
+    return im
+
+def _normalise(im:Image.Image, max_side:int|None, min_side:int)->Image.Image:
+    "First frame, EXIF orientation applied, RGB, longer side at most `max_side`."
     if getattr(im, 'n_frames', 1) > 1: im.seek(0)
     try: im = ImageOps.exif_transpose(im)
     except Exception: pass  # a broken EXIF block should not cost the photo
@@ -119,10 +123,69 @@ def open_image(src, # a path, bytes, a file object or a PIL image
         im = im.copy(); im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return im
 
+def open_image(src, # a path, bytes, a file object or a PIL image
+               max_side:int|None=None, # scale the longer side down to this many pixels
+               max_pixels:int=defaults.max_pixels, # refuse images with more pixels (decompression bombs)
+               min_side:int=1, # refuse images whose shorter side is smaller
+              )->Image.Image:
+    "Open, verify and normalise an image to RGB; raise `BadImage` when it is not a usable image."
+    im = src if isinstance(src, Image.Image) else _load(src, max_pixels)
+    return _normalise(im, max_side, min_side)
+
 # %% ../nbs/00_images.ipynb #37fbf296
-def check_image(path:Path)->str|None:
+def check_image(path:Path # the image file to check
+               )->str|None:
     "None when the file at `path` opens as an image, else the reason it does not."
     try: open_image(path)
     except BadImage as e: return e.reason
     except OSError as e: return f'unreadable: {e.strerror or e}'
     return None
+
+# %% ../nbs/00_images.ipynb #f28e19c6
+def payload_kind(head:bytes # the first bytes of a payload that is not a known image format
+                )->str:
+    "What a non-image payload looks like: empty, svg, html, xml, json, text or not-an-image."
+    if not head: return 'empty'
+    s = head.lstrip()[:1024].lower()
+    if b'<svg' in s: return 'svg'
+    if s.startswith((b'<!doctype html', b'<html')) or any(t in s for t in (b'<html', b'<head', b'<body')): return 'html'
+    if s.startswith(b'<?xml'): return 'xml'
+    if s[:1] in (b'{', b'['): return 'json'
+    if b'\x00' not in s:
+        try: s.decode('utf-8'); return 'text'
+        except UnicodeDecodeError: pass
+    return 'not-an-image'
+
+# %% ../nbs/00_images.ipynb #f1a2b074
+from typing import NamedTuple
+
+class Verified(NamedTuple):
+    "A payload accepted as an image: the bytes to save, their file extension and the image size."
+    data:bytes; ext:str; width:int; height:int
+
+_KEEP_AS_IS = {'jpeg': '.jpg', 'png': '.png', 'webp': '.webp'}
+_LOSSLESS = {'png', 'gif', 'bmp'}
+
+def _encode(im:Image.Image, fmt:str)->Verified:
+    "Re-encode the RGB image `im` (from a `fmt` payload) as PNG or JPEG."
+    b = io.BytesIO()
+    if fmt in _LOSSLESS: im.save(b, 'PNG'); ext = '.png'
+    else: im.save(b, 'JPEG', quality=95); ext = '.jpg'
+    return Verified(b.getvalue(), ext, *im.size)
+
+def verify_image_bytes(data:bytes, # a downloaded payload
+                       max_side:int|None=defaults.max_side, # longer side of the kept image at most this
+                       max_pixels:int=defaults.max_pixels, # refuse images with more pixels (decompression bombs)
+                       min_side:int=32, # refuse images whose shorter side is smaller (icons, tracking pixels)
+                      )->Verified:
+    "Judge `data` by its bytes and return what to save; raise `BadImage(reason)` when it is not a usable photo."
+    fmt = sniff_format(data[:32])
+    if fmt is None: raise BadImage(payload_kind(data[:1024]))
+    try: raw = _load(data, max_pixels)
+    except BadImage as e:
+        if fmt in ('avif', 'heic') and e.reason == 'not-an-image': raise BadImage('unsupported-format', f'no {fmt} decoder installed')
+        raise
+    if getattr(raw, 'n_frames', 1) > 1: raise BadImage('animated', f'{raw.n_frames} frames')
+    im = _normalise(raw, max_side, min_side)
+    plain = fmt in _KEEP_AS_IS and raw.mode == 'RGB' and raw.getexif().get(0x0112, 1) == 1 and im.size == raw.size
+    return Verified(data, _KEEP_AS_IS[fmt], *im.size) if plain else _encode(im, fmt)
