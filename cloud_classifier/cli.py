@@ -31,6 +31,11 @@ def command(name:str, # the command, e.g. "genera" or "data stats"
         return f
     return _inner
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    "Show an option's default only when it has one."
+    def _get_help_string(self, action):
+        return action.help if action.default in (None, False) else super()._get_help_string(action)
+
 def _parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='cloud-classifier',
         description='Build an image classifier from web photos: scrape, verify, de-duplicate, train, clean, export, predict.')
@@ -45,7 +50,7 @@ def _parser()->argparse.ArgumentParser:
                 groups[grp] = gp.add_subparsers(dest='subcommand', metavar='SUBCOMMAND', required=True)
             parent = groups[grp]
         sp = parent.add_parser(name, help=c['help'], description=c['help'], epilog=c['epilog'],
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                               formatter_class=_Help)
         for names, kw in c['args']: sp.add_argument(*names, **kw)
         sp.set_defaults(func=c['func'])
     return p
@@ -144,6 +149,214 @@ def _dedupe(args):
     if args.remove:
         moved = remove_duplicates(args.data, groups)
         print(f'moved {len(moved)} file(s) to {args.data/".trash"} (undo: cloud-classifier dedupe {args.data} --undo)')
+
+# %% ../nbs/09_cli.ipynb #49711796
+def _lr(s:str):
+    "A learning rate or 'auto'."
+    if s == 'auto': return s
+    try: return float(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a learning rate: give a number like 1e-3, or auto") from None
+
+@command('train', 'Fine-tune a classifier on a folder-per-class image set, then export it (export.pkl + model_card.json).',
+         arg('data', type=Path, help='folder holding one sub-folder per class'),
+         arg('--out', type=Path, default=defaults.models, help='folder for export.pkl, the model card, reports and checkpoints'),
+         arg('--arch', default='resnet34', help='torchvision architecture, e.g. resnet18/34/50, mobilenet_v2, efficientnet_b0, convnext_tiny'),
+         arg('--weights', default='imagenet', help="'imagenet' (torchvision download), a local state-dict file (offline), or 'none' (scratch)"),
+         arg('--size', type=int, default=defaults.size, help='image side the model sees'),
+         arg('--epochs-frozen', type=int, default=None, help='epochs with the pretrained body frozen (default: the recipe\'s)'),
+         arg('--epochs', type=int, default=None, help='epochs after unfreezing (default: the recipe\'s)'),
+         arg('--lr', type=_lr, default=None, help="frozen-stage learning rate, or 'auto' (lr_find) (default: the recipe's)"),
+         arg('--lr-slice', type=float, nargs=2, metavar=('LO', 'HI'), help='learning rates of the first and last layer group after unfreezing'),
+         arg('--bs', type=int, default=defaults.bs, help='batch size'),
+         arg('--seed', type=int, default=defaults.seed, help='random seed (sampling, split, training)'),
+         arg('--balance', choices=['equal', 'weighted', 'none'], default=None, help='equal: same number per class; weighted: every image, classes balanced per epoch'),
+         arg('--classes', nargs='+', help='train on these classes only'),
+         arg('--test', type=Path, help='a separate labelled folder to measure the model on'),
+         arg('--valid-pct', type=float, default=defaults.valid_pct, help='share of images held out for validation'),
+         arg('--resume', action='store_true', help='continue an interrupted run in --out with its recorded settings'),
+         epilog='Ctrl-C keeps the last finished epoch in OUT/checkpoints; run the same command with --resume to go on.')
+def _train(args):
+    import matplotlib; matplotlib.use('Agg')
+    from cloud_classifier.train import train_model, summary, TRAIN_DEFAULTS
+    from cloud_classifier.export import export_model
+    from cloud_classifier.dedupe import split_groups
+    D = TRAIN_DEFAULTS
+    groups = split_groups(args.data) if args.data.is_dir() else None  # the same on --resume, so the split is too
+    if groups: print(f"{len(groups)} near-duplicate photos in {len(set(groups.values()))} groups: each group stays on one side of the split")
+    learn, res = train_model(args.data, args.out, arch=args.arch, weights=args.weights, size=args.size, groups=groups,
+                             epochs_frozen=D['epochs_frozen'] if args.epochs_frozen is None else args.epochs_frozen,
+                             epochs=D['epochs'] if args.epochs is None else args.epochs, lr=D['lr'] if args.lr is None else args.lr, lrs=args.lr_slice,
+                             bs=args.bs, seed=args.seed, balance=args.balance or D['balance'], classes=args.classes,
+                             test=args.test, valid_pct=args.valid_pct, resume=args.resume)
+    fname = export_model(learn, args.out, metrics=res['metrics'], data=res['data'], args=res['args'])
+    print(summary(res, args.out))
+    print(f"model: {fname} (card: {fname.parent/'model_card.json'})")
+
+# %% ../nbs/09_cli.ipynb #a415992f
+@command('evaluate', 'Measure a trained model on a labelled folder: accuracy, per-class precision/recall/F1, confusion matrix.',
+         arg('model', type=Path, help='export.pkl (or the folder holding it and its model card)'),
+         arg('data', type=Path, help='folder with one sub-folder per class (Cu/ or cumulus/ both work)'),
+         arg('--json', type=Path, metavar='FILE', help='also write the numbers to FILE'),
+         arg('--tta', action='store_true', help='test-time augmentation'),
+         arg('--bs', type=int, default=defaults.bs, help='batch size'),
+         arg('--no-hash-check', action='store_true', help="load even if the file does not match its model card's sha256"))
+def _evaluate(args):
+    from cloud_classifier.export import load_model
+    from cloud_classifier.train import evaluate
+    learn = load_model(args.model, check_hash=not args.no_hash_check)
+    res = evaluate(learn, args.data, tta=args.tta, bs=args.bs)
+    if res['skipped_classes']: print(f"skipped classes the model does not know: {', '.join(res['skipped_classes'])}")
+    print(f"{res['n']} images: accuracy {res['accuracy']:.3f}, error {res['error_rate']:.3f}" + (' (TTA)' if args.tta else ''))
+    w = max(len(c) for c in res['per_class'])
+    print(f"{'class':<{w}}  precision  recall     f1  support")
+    for c, m in res['per_class'].items(): print(f"{c:<{w}}  {m['precision']:9.3f}  {m['recall']:6.3f}  {m['f1']:5.3f}  {m['support']:7d}")
+    if res['most_confused']: print('most confused: ' + ', '.join(f"{o['actual']} as {o['predicted']} ({o['count']})" for o in res['most_confused'][:5]))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json.with_name(args.json.name + '.tmp'); tmp.write_text(json.dumps(res, indent=1)); tmp.replace(args.json)
+        print(f'written {args.json}')
+
+# %% ../nbs/09_cli.ipynb #90e4fe4b
+def _interrupted_note(data:Path):
+    "Print a note on stderr for each interrupted cleaning round in `data`."
+    from cloud_classifier.journal import Journal
+    if not Path(data).is_dir(): return
+    for s in Journal(data).interrupted():
+        print(f"note: round {s['id']} ({s['kind']}) was interrupted after {s['moves']} move(s): complete it with "
+              f"`cloud-classifier clean {data} --finish` or put it back with `cloud-classifier clean {data} --undo {s['id']}`", file=sys.stderr)
+
+@command('review', 'List the highest-loss photos of a data set for review: a CSV to edit and an HTML contact sheet.',
+         arg('model', type=Path, help='the exported learner (export.pkl)'),
+         arg('data', type=Path, help='folder holding one sub-folder per class'),
+         arg('--out', type=Path, default=Path('review.csv'), help='the review CSV to write; the contact sheet goes beside it, as .html'),
+         arg('--top', type=int, default=50, help='how many of the highest-loss photos to list (0: all)'),
+         arg('--bs', type=int, default=defaults.bs, help='batch size'),
+         arg('--no-hash-check', action='store_true', help="load even if the file does not match its model card's sha256"),
+         epilog='Then set action to keep, delete, a class or new:NAME, and run: cloud-classifier clean DATA --apply review.csv')
+def _review(args):
+    from cloud_classifier.clean import review
+    _interrupted_note(args.data)
+    rows = review(args.model, args.data, args.out, top=args.top or None, bs=args.bs, check_hash=not args.no_hash_check)
+    print(f"{len(rows)} photo(s) to review in {args.out} (action preset to keep); contact sheet: {args.out.with_suffix('.html')}")
+    print(f'set action to keep, delete, a class or new:NAME, then run: cloud-classifier clean {args.data} --apply {args.out}')
+
+def _round_arg(v:str|None):
+    if v in (None, 'last'): return None
+    try: return int(v)
+    except ValueError: raise UserError(f'round {v!r} is not a round number: see them with --status') from None
+
+@command('clean', 'Apply review decisions without losing a photo, undo or finish a round, or list the rounds.',
+         arg('data', type=Path, help='folder holding one sub-folder per class'),
+         arg('--apply', type=Path, metavar='CSV', help='apply the decisions (file, action columns) of this review file'),
+         arg('--undo', nargs='?', const='last', metavar='ROUND', help='put back every file of the last round, or of ROUND'),
+         arg('--finish', nargs='?', const='last', metavar='ROUND', help='complete the round that was interrupted'),
+         arg('--status', action='store_true', help='list the cleaning rounds with their planned, moved and pending counts'),
+         epilog='Deleted photos go to DATA/.trash/ROUND/CLASS; every move is journaled in DATA/.cleaning/journal.jsonl.')
+def _clean(args):
+    from cloud_classifier.clean import apply_decisions, read_decisions, undo_round, finish_round, cleaning_status, status_table
+    given = [o for o in ('apply', 'undo', 'finish') if getattr(args, o) is not None] + (['status'] if args.status else [])
+    if len(given) != 1: raise UserError('give one of --apply CSV, --undo [ROUND], --finish [ROUND] or --status')
+    if not args.data.is_dir(): raise UserError(f'data folder {args.data} does not exist: give the folder that holds one sub-folder per class')
+    if args.status:
+        print(status_table(cleaning_status(args.data)))
+        _interrupted_note(args.data)
+    elif args.apply:
+        s = apply_decisions(args.data, read_decisions(args.apply), source=args.apply)
+        if s['id'] is None: print('nothing to move: every decision is keep')
+        else: print(f"round {s['id']}: moved {s['moves']} file(s); put them back with: cloud-classifier clean {args.data} --undo {s['id']}")
+    elif args.undo:
+        restored = undo_round(args.data, _round_arg(args.undo))
+        print(f'put back {len(restored)} file(s)')
+    else:
+        s = finish_round(args.data, _round_arg(args.finish))
+        print(f"round {s['id']} is {s['status']}: {s['moves']} file(s) moved")
+
+# %% ../nbs/09_cli.ipynb #d0085ad2
+def _classifier(model:Path):
+    "The classifier for `model`: `OnnxCloudClassifier` for a .onnx file (no PyTorch), else `CloudClassifier`."
+    if Path(model).suffix == '.onnx':
+        try: from cloud_classifier.onnx import OnnxCloudClassifier
+        except ImportError: raise UserError("an ONNX model needs onnxruntime: pip install 'cloud_classifier[onnx]'")
+        return OnnxCloudClassifier.load(model)
+    from cloud_classifier.predict import CloudClassifier
+    return CloudClassifier.load(model)
+
+def _show(p, k:int)->str:
+    "A prediction as text: the message, then the top `k` classes."
+    s = f"{p.file or '<image>'}: {p.message}"
+    if p.probabilities and k: s += '\n    ' + ', '.join(f'{c} {q:.1%}' for c, q in p.top(k))
+    return s
+
+@command('predict', 'Name the cloud genus in photos (files or folders), or say that a photo is not a cloud photo.',
+         arg('model', type=Path, help='export.pkl (or its folder), or model.onnx to predict without PyTorch'),
+         arg('paths', type=Path, nargs='+', help='photos, or folders of photos (searched recursively)'),
+         arg('--json', action='store_true', help='print a JSON list of results instead of text'),
+         arg('--top-k', type=int, default=3, help='show this many most likely classes'),
+         arg('--bs', type=int, default=64, help='images per batch'),
+         epilog='Exit status 1 when some inputs could not be read (each gets an error entry), 2 for a usage mistake.')
+def _predict(args):
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing: raise UserError(f"no such file or folder: {', '.join(missing)}")
+    clf = _classifier(args.model)
+    failed, first = 0, True
+    if args.json: print('[')
+    for p in clf.predict_many(args.paths, bs=args.bs):
+        failed += p.error is not None
+        if args.json:
+            print(('' if first else ',\n') + json.dumps(p.as_dict() | dict(top=p.top(args.top_k))), end='')
+            first = False
+        else: print(_show(p, args.top_k), flush=True)
+    if args.json: print('\n]')
+    if failed: print(f'{failed} input(s) could not be read', file=sys.stderr)
+    return 1 if failed else 0
+
+# %% ../nbs/09_cli.ipynb #50c0d49d
+@command('export-onnx', 'Export a model to ONNX (model.onnx beside export.pkl) for apps that should not ship PyTorch.',
+         arg('model', type=Path, help='export.pkl, or the folder holding it'),
+         arg('--out', type=Path, help='the ONNX file to write; model.onnx beside export.pkl by default'))
+def _export_onnx(args):
+    try: import onnxruntime, onnxscript
+    except ImportError: raise UserError("exporting to ONNX needs the onnx extra: pip install 'cloud_classifier[onnx]'")
+    from cloud_classifier.predict import export_onnx
+    from cloud_classifier.onnx import read_card
+    out = export_onnx(args.model, args.out)
+    card = read_card(out)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB); probabilities within {card['onnx']['max_prob_diff']:.1g} "
+          f"of PyTorch; preprocessing and sha256 in {out.parent/'model_card.json'}")
+
+# %% ../nbs/09_cli.ipynb #dc902e61
+@command('app', 'Serve a web app where people upload or snap a sky photo and see its cloud genus.',
+         arg('model', type=Path, help='export.pkl (or its folder), or model.onnx to serve without PyTorch'),
+         arg('--port', type=int, default=7860, help='port to listen on'),
+         arg('--host', default='127.0.0.1', help='address to bind; 0.0.0.0 makes the app reachable from other machines'),
+         arg('--top-k', type=int, default=3, help='number of genera shown with their confidence'),
+         arg('--max-mb', type=float, default=10, help='largest upload accepted, in MB'))
+def _app(args):
+    try: import gradio
+    except ImportError: raise UserError("the app needs the app extra: pip install 'cloud_classifier[app]'")
+    from cloud_classifier.app import launch
+    launch(_classifier(args.model), host=args.host, port=args.port, top_k=args.top_k, max_mb=args.max_mb)
+
+# %% ../nbs/09_cli.ipynb #3e9790b3
+def _options_of(name:str, *skip:str)->tuple:
+    "The arguments of command `name`, less those in `skip`."
+    return tuple(a for a in _COMMANDS[name]['args'] if a[0][0] not in skip)
+
+_TRAIN_KEYS = dict(arch='arch', weights='weights', size='size', epochs_frozen='epochs_frozen', epochs='epochs', lr='lr',
+                   lrs='lr_slice', bs='bs', seed='seed', balance='balance', test='test', valid_pct='valid_pct')
+
+@command('run', 'The main job: scrape, verify, de-duplicate, train, evaluate and export, each stage resumable.',
+         arg('dest', type=Path, help='folder for everything the run writes: data/ (scraped photos), models/, run.json'),
+         arg('--data', type=Path, help='a local folder-per-class image set to use instead of scraping (offline route)'),
+         arg('--per-class', type=int, default=150, help='photos to scrape per class'),
+         *_options_of('train', 'data', '--out', '--resume'),
+         epilog='Offline: cloud-classifier run DEST --data DIR --weights FILE (a local pretrained weights file). '
+                'Re-running skips finished stages and resumes an interrupted one.')
+def _run_pipeline(args):
+    import matplotlib; matplotlib.use('Agg')
+    from cloud_classifier.pipeline import run_pipeline
+    kw = {k: getattr(args, a) for k, a in _TRAIN_KEYS.items() if getattr(args, a) is not None}
+    run_pipeline(args.dest, data=args.data, classes=args.classes, per_class=args.per_class, **kw)
 
 # %% ../nbs/09_cli.ipynb #9125d21a
 if __name__ == '__main__': sys.exit(main())

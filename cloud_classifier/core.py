@@ -29,6 +29,8 @@ defaults = SimpleNamespace(
 class UserError(Exception):
     "A mistake the user can fix: the message says what is wrong and what to do."
 
-def check(cond, msg:str):
+def check(cond, # what must hold
+          msg:str, # the one-line message when it does not
+         ):
     "Raise `UserError(msg)` unless `cond`."
     if not cond: raise UserError(msg)

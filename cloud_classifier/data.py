@@ -98,7 +98,8 @@ def get_class_images(path:Path, # folder holding one sub-folder per class
     return [f for fs in class_files(path, folders).values() for f in fs]
 
 # %% ../nbs/01_data.ipynb #5800ff91
-def label_from_folder(p:Path)->str:
+def label_from_folder(p:Path # an image file
+                     )->str:
     "The class name of the folder holding image `p`."
     return class_name(Path(p).parent.name)
 
@@ -188,7 +189,8 @@ def image_stats(path:Path, # folder holding one sub-folder per class
     counts = {c: len(fs) for c, fs in list_classes(path, classes).items()}
     return dict(counts=counts, total=sum(counts.values()), low=[c for c, n in counts.items() if n < min_images])
 
-def stats_table(stats:dict)->str:
+def stats_table(stats:dict # the result of `image_stats`
+               )->str:
     "`image_stats` as a plain-text table."
     w = max(len(c) for c in [*stats['counts'], 'total'])
     rows = [f"{c:<{w}}  {n:>6}{'  (too few)' if c in stats['low'] else ''}" for c, n in stats['counts'].items()]

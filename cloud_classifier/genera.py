@@ -65,11 +65,13 @@ def _aliases(g:Genus):
 _LOOKUP = {_key(a): g for g in GENERA for a in _aliases(g)}
 
 # %% ../nbs/00_genera.ipynb #865f0e28
-def find_genus(name:str)->Genus|None:
+def find_genus(name:str # a genus name, abbreviation or misspelling, or any class name
+               )->Genus|None:
     "The genus called `name` (name, abbreviation or common misspelling, any case), or None."
     return _LOOKUP.get(_key(name))
 
-def get_genus(name:str)->Genus:
+def get_genus(name:str # a genus name, abbreviation or misspelling, or any class name
+              )->Genus:
     "The genus called `name`; a `ValueError` listing the valid names when there is none."
     g = find_genus(name)
     if g is None:
@@ -78,12 +80,14 @@ def get_genus(name:str)->Genus:
     return g
 
 # %% ../nbs/00_genera.ipynb #2e814d2a
-def class_name(name:str)->str:
+def class_name(name:str # a genus name, abbreviation or misspelling, or any class name
+               )->str:
     "The canonical class name: a genus' full name, or `name` itself (stripped) for other classes."
     g = find_genus(name)
     return g.name if g else str(name).strip()
 
-def describe(name:str)->dict:
+def describe(name:str # a genus name, abbreviation or misspelling, or any class name
+             )->dict:
     "Name, abbreviation, height band and description of class `name` (empty fields for non-genera)."
     g = find_genus(name)
     if g: return g.as_dict()

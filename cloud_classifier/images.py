@@ -19,7 +19,8 @@ __all__ = ['IMAGE_EXTS', 'is_image_file', 'image_files', 'sha256_bytes', 'file_s
 # %% ../nbs/00_images.ipynb #913f58a2
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp', '.tif', '.tiff'}
 
-def is_image_file(p:Path)->bool:
+def is_image_file(p:Path # a file name or path
+                 )->bool:
     "Whether `p` has an image extension and is not hidden."
     p = Path(p)
     return p.suffix.lower() in IMAGE_EXTS and not p.name.startswith('.')
@@ -37,11 +38,13 @@ def image_files(path:Path, # folder to list
     return sorted(out)
 
 # %% ../nbs/00_images.ipynb #e799c9b4
-def sha256_bytes(b:bytes)->str:
+def sha256_bytes(b:bytes # the data to hash
+                )->str:
     "Hex sha256 of `b`."
     return hashlib.sha256(b).hexdigest()
 
-def file_sha256(path:Path)->str:
+def file_sha256(path:Path # the file to hash
+               )->str:
     "Hex sha256 of the file at `path`, read in chunks."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -52,7 +55,8 @@ def file_sha256(path:Path)->str:
 _MAGIC = [(b'\xff\xd8\xff', 'jpeg'), (b'\x89PNG\r\n\x1a\n', 'png'), (b'GIF87a', 'gif'), (b'GIF89a', 'gif'),
           (b'BM', 'bmp'), (b'II*\x00', 'tiff'), (b'MM\x00*', 'tiff')]
 
-def sniff_format(head:bytes)->str|None:
+def sniff_format(head:bytes # the first bytes of a file (16 are enough)
+                )->str|None:
     "Image format named by the first bytes of a file (jpeg, png, gif, webp, bmp, tiff, avif, heic), or None."
     for magic, fmt in _MAGIC:
         if head.startswith(magic): return fmt
@@ -66,7 +70,9 @@ def sniff_format(head:bytes)->str|None:
 # %% ../nbs/00_images.ipynb #a38ad395
 class BadImage(ValueError):
     "A payload that is not a usable image; `reason` is a short code for reports."
-    def __init__(self, reason:str, detail:str=''):
+    def __init__(self, reason:str, # short code: not-an-image, corrupt, too-large, too-small
+                 detail:str='', # what the decoder said
+                ):
         self.reason = reason
         super().__init__(f'{reason}: {detail}' if detail else reason)
 
@@ -127,7 +133,8 @@ def open_image(src, # a path, bytes, a file object or a PIL image
     return _normalise(im, max_side, min_side)
 
 # %% ../nbs/00_images.ipynb #37fbf296
-def check_image(path:Path)->str|None:
+def check_image(path:Path # the image file to check
+               )->str|None:
     "None when the file at `path` opens as an image, else the reason it does not."
     try: open_image(path)
     except BadImage as e: return e.reason

@@ -28,7 +28,8 @@ def _fsync_dir(d:Path):
     except OSError: pass
     finally: os.close(fd)
 
-def read_records(path:Path)->list[dict]:
+def read_records(path:Path # a journal.jsonl
+                )->list[dict]:
     "The records of the journal file at `path`; a torn last line (a write cut off by a kill) is ignored."
     path = Path(path)
     if not path.exists(): return []
@@ -70,7 +71,10 @@ def free_name(dst:Path, # the wanted path
 # %% ../nbs/00_journal.ipynb #c1e88270
 class Round:
     "One round of journaled moves; made by `Journal.round` or `Journal.resume`."
-    def __init__(self, journal:Journal, id:int, kind:str):
+    def __init__(self, journal:Journal, # the journal the round writes to
+                 id:int, # the round's number
+                 kind:str, # what the round does ("clean", "dedupe")
+                ):
         self.journal,self.id,self.kind = journal,id,kind
         self.moves = []  # (src, dst) of the moves made in this process
         self._seq = max([m['seq'] for m in journal.records() if m['op'] == 'move' and m['round'] == id], default=-1) + 1
@@ -207,15 +211,21 @@ class Journal:
         "Append `rec` to the journal and make it durable before returning."
         new = not self.path.exists()
         self.dir.mkdir(parents=True, exist_ok=True)
+        if not new: self._drop_torn_line()
         with open(self.path, 'ab') as f:
-            if not new and f.tell() and self._last_byte() != b'\n': f.write(b'\n')  # after a torn line
             f.write(json.dumps(rec).encode() + b'\n')
             f.flush(); os.fsync(f.fileno())
         if new: _fsync_dir(self.dir)
 
-    def _last_byte(self)->bytes:
-        with open(self.path, 'rb') as f:
-            f.seek(-1, os.SEEK_END); return f.read(1)
+    def _drop_torn_line(self):
+        "Cut a last line that a kill left half-written: its move never started, as moves wait for the fsync."
+        with open(self.path, 'r+b') as f:
+            size = f.seek(0, os.SEEK_END)
+            if not size: return
+            f.seek(max(size - 1, 0))
+            if f.read(1) == b'\n': return
+            f.seek(0); data = f.read()
+            f.truncate(data.rfind(b'\n') + 1); f.flush(); os.fsync(f.fileno())
 
     # locking
     @contextlib.contextmanager
@@ -347,7 +357,9 @@ class Journal:
                     src.parent.mkdir(parents=True, exist_ok=True)  # a folder the user removed after the round
                     move_noreplace(dst, src)
                     _fsync_dir(src.parent); _fsync_dir(dst.parent)
-                for r in reversed([r for r in recs if r['op'] == 'mkdir' and r['round'] == rid]):
+                # folders this round made, and those of rounds undone before it that were not empty then
+                gone = {rid} | {s['id'] for s in self._summaries(recs) if s['status'] == 'undone'}
+                for r in reversed([r for r in recs if r['op'] == 'mkdir' and r['round'] in gone]):
                     with contextlib.suppress(OSError): (self.root/r['path']).rmdir()  # only when empty
                 self._write(op='undone', round=rid, time=_now())
             finally: self._active = None

@@ -1,0 +1,147 @@
+"""Training benchmark on CCSN (Zhang et al. 2018, GRL, doi:10.1029/2018GL077787), ten genera (Ct left out).
+
+One fixed group-aware split (near-duplicate photos kept on one side), evaluated the same way for every run:
+  (a) the original notebook's recipe verbatim: `get_equal_images`; RandomResizedCrop(size, min_scale=0.5) +
+      aug_transforms(); 4 frozen epochs at 9e-3; unfreeze; 10 epochs at slice(1e-4, 5e-3)
+  (b) our default recipe (cloud_classifier.train defaults, with the offline MobileNetV2 weights)
+  (c) resnet34 from scratch with (b)'s wall-time budget
+All three use the offline MobileNetV2 ImageNet weights where pretrained, ImageNet normalisation, bs 32.
+
+  flock /tmp/cc-bench.lock python bench/train.py [--size 224] [--out /tmp/cc-bench] [--probe]
+"""
+import argparse, json, os, platform, sys, time, warnings
+from pathlib import Path
+warnings.filterwarnings('ignore')
+import numpy as np, torch
+from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, RandomResizedCrop, aug_transforms, Normalize,
+                               imagenet_stats, Callback, CancelValidException, error_rate, set_seed)
+from functools import partial
+from cloud_classifier.data import get_equal_images, get_class_images, label_from_folder, CloudImage, GroupSplitter, class_files
+from cloud_classifier.train import make_learner, evaluate, fit_recipe, TRAIN_DEFAULTS, discriminative_lrs, AUTO_LR, find_lr
+
+def _shared():
+    "../shared beside the repository (a worktree sits one level deeper, so look further up too)."
+    here = Path(__file__).resolve().parents[1]
+    return next((d/'shared' for d in here.parents if (d/'shared'/'weights').exists()), here.parent/'shared')
+CCSN = Path(os.environ.get('CLOUD_CLASSIFIER_DATA', _shared()/'data'/'ccsn'))
+WEIGHTS = _shared()/'weights'/'mobilenet_v2-imagenet-features.pth'
+GENERA10 = ['Ac', 'As', 'Cb', 'Cc', 'Ci', 'Cs', 'Cu', 'Ns', 'Sc', 'St']
+
+def near_duplicate_groups(files, max_dist=4):
+    "file -> group id for photos whose perceptual hashes differ by at most `max_dist` bits (union-find)."
+    try:
+        from cloud_classifier.dedupe import split_groups  # the dedupe stage, when it is there
+        return split_groups(CCSN)
+    except ImportError: pass
+    import imagehash
+    from cloud_classifier.images import open_image
+    bits = np.array([imagehash.phash(open_image(f, max_side=256)).hash.flatten() for f in files])
+    parent = list(range(len(files)))
+    def find(i):
+        while parent[i] != i: parent[i] = parent[parent[i]]; i = parent[i]
+        return i
+    for i in range(len(files)):
+        d = (bits[i+1:] != bits[i]).sum(1)
+        for j in np.nonzero(d <= max_dist)[0] + i + 1: parent[find(int(j))] = find(i)
+    roots = [find(i) for i in range(len(files))]
+    sizes = {r: roots.count(r) for r in set(roots)}
+    return {str(f): f'g{r}' for f, r in zip(files, roots) if sizes[r] > 1}
+
+def link_split(files, idx, dest):
+    "Symlink the chosen files into dest/<class>/ (the data set is left untouched)."
+    for i in idx:
+        f = files[i]
+        (dest/f.parent.name).mkdir(parents=True, exist_ok=True)
+        if not (dest/f.parent.name/f.name).exists(): os.symlink(f, dest/f.parent.name/f.name)
+    return dest
+
+class SkipValidation(Callback):
+    "Validation is measured once at the end, the same way for every run; skip fastai's per-epoch pass."
+    def before_validate(self): raise CancelValidException()
+
+def dls_for(train_dir, items_fn, size, bs, seed, batch_tfms, weighted=False):
+    db = DataBlock(blocks=(ImageBlock(CloudImage), CategoryBlock(vocab=sorted(label_from_folder(Path(d)/'x') for d in train_dir.iterdir()))),
+                   get_items=items_fn, get_y=label_from_folder, splitter=GroupSplitter(0.0, seed),
+                   item_tfms=RandomResizedCrop(size, min_scale=0.5), batch_tfms=batch_tfms)
+    if not weighted: return db.dataloaders(train_dir, bs=bs, num_workers=0, seed=seed)
+    items = items_fn(train_dir); labels = [label_from_folder(f) for f in items]
+    counts = {l: labels.count(l) for l in set(labels)}
+    return db.weighted_dataloaders(train_dir, wgts=[1 / counts[l] for l in labels], bs=bs, num_workers=0, seed=seed)
+
+def run(name, learn, n_train, fit, valid_dir, log):
+    learn.add_cb(SkipValidation())
+    learn._seen = 0  # lr_find batches are not training
+    t0 = time.time(); fit(learn); wall = time.time() - t0
+    learn.remove_cb(SkipValidation)
+    res = evaluate(learn, valid_dir)
+    out = dict(run=name, error_rate=res['error_rate'], accuracy=res['accuracy'], macro_f1=res['macro_f1'], n_valid=res['n'],
+               n_train=n_train, wall_s=wall, train_img_per_s=learn._seen / wall, most_confused=res['most_confused'][:3])
+    print(json.dumps(out), flush=True); log.append(out)
+    return out
+
+class Count(Callback):
+    def before_fit(self): self.learn._seen = getattr(self.learn, '_seen', 0)  # counted across both stages
+    def after_batch(self):
+        if self.training: self.learn._seen += len(self.yb[0])
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument('--size', type=int, default=224)
+    p.add_argument('--out', type=Path, default=Path('/tmp/cc-bench'))
+    p.add_argument('--runs', default='a,b,c')
+    p.add_argument('--probe', type=int, default=0, help='epochs of each stage for a short probe (0: the full recipes)')
+    p.add_argument('--b-frozen', type=int, default=None); p.add_argument('--b-epochs', type=int, default=None)
+    p.add_argument('--b-lr', default=None); p.add_argument('--b-balance', default=None)
+    a = p.parse_args()
+    torch.set_num_threads(2)
+    files = [f for fs in class_files(CCSN, GENERA10).values() for f in fs]
+    t = time.time(); groups = near_duplicate_groups(files); t_groups = time.time() - t
+    tr, va = GroupSplitter(0.2, 42, groups)(files)
+    split = a.out/'split'
+    if split.exists(): import shutil; shutil.rmtree(split)
+    train_dir, valid_dir = link_split(files, tr, split/'train'), link_split(files, va, split/'valid')
+    info = dict(n_images=len(files), n_groups_multi=len(set(groups.values())), n_in_groups=len(groups), n_train=len(tr),
+                n_valid=len(va), groups_s=round(t_groups, 1), size=a.size, torch=torch.__version__, threads=torch.get_num_threads(),
+                machine=platform.machine(), cpus=os.cpu_count(), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
+    print(json.dumps(info), flush=True)
+    log, size, seed = [info], a.size, 42
+    ef, e = (a.probe, a.probe) if a.probe else (4, 10)
+    if 'a' in a.runs:  # the original notebook's recipe, verbatim
+        set_seed(seed, reproducible=True)
+        dls = dls_for(train_dir, partial(get_equal_images, folders=GENERA10, seed=seed), size, 32, seed,
+                      [*aug_transforms(), Normalize.from_stats(*imagenet_stats)])
+        learn = make_learner(dls, 'mobilenet_v2', WEIGHTS, metrics=error_rate, cbs=[Count()])
+        def fit_a(l):
+            l.fit_one_cycle(ef, 9e-3); l.unfreeze(); l.fit_one_cycle(e, slice(1e-4, 5e-3))
+        run('a: original recipe (mobilenet_v2, equal)', learn, len(dls.train_ds), fit_a, valid_dir, log)
+    D = TRAIN_DEFAULTS
+    bf, be = a.b_frozen if a.b_frozen is not None else D['epochs_frozen'], a.b_epochs if a.b_epochs is not None else D['epochs']
+    if a.probe: bf, be = a.probe, a.probe
+    bal = a.b_balance or D['balance']
+    items = partial(get_class_images, folders=GENERA10) if bal != 'equal' else partial(get_equal_images, folders=GENERA10, seed=seed)
+    if 'b' in a.runs:  # our defaults
+        set_seed(seed, reproducible=True)
+        dls = dls_for(train_dir, items, size, D['bs'], seed, [*aug_transforms(), Normalize.from_stats(*imagenet_stats)], weighted=bal == 'weighted')
+        learn = make_learner(dls, 'mobilenet_v2', WEIGHTS, cbs=[Count()])
+        lr = a.b_lr or D['lr']
+        t_lr = time.time()
+        if lr == 'auto': lr = find_lr(learn, a.out, num_it=100)[AUTO_LR]
+        t_lr = time.time() - t_lr
+        b = run(f'b: our defaults (mobilenet_v2, {bal}, {bf}+{be} epochs, lr {float(lr):.2e})', learn, len(dls.train_ds),
+                lambda l: fit_recipe(l, bf, be, lr=float(lr), checkpoint=False), valid_dir, log)
+        b['lr_find_s'] = t_lr
+    if 'c' in a.runs:  # resnet34 from scratch, (b)'s wall-time budget
+        budget = log[-1]['wall_s'] + log[-1].get('lr_find_s', 0) if 'b' in a.runs else 600
+        set_seed(seed, reproducible=True)
+        dls = dls_for(train_dir, items, size, D['bs'], seed, aug_transforms(), weighted=bal == 'weighted')
+        learn = make_learner(dls, 'resnet34', None, cbs=[Count()])
+        xb, yb = dls.one_batch(); t = time.time()
+        for _ in range(2):
+            learn.model.train(); loss = learn.loss_func(learn.model(xb), yb); loss.backward(); learn.model.zero_grad()
+        per_img = (time.time() - t) / 2 / len(yb)
+        n_ep = max(1, int(budget / (per_img * len(dls.train_ds) * 1.1)))
+        run(f'c: resnet34 from scratch ({n_ep} epochs, lr 3e-3 one-cycle)', learn, len(dls.train_ds),
+            lambda l: l.fit_one_cycle(n_ep, 3e-3), valid_dir, log)
+    (a.out/'results.json').write_text(json.dumps(log, indent=1))
+
+if __name__ == '__main__': main()

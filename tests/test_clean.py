@@ -1,0 +1,334 @@
+"Cleaning never loses a photo: refusals, random rounds with undo, a killed apply, the Jupyter cleaner, review."
+import csv, hashlib, os, re, shutil, signal, subprocess, tempfile, time
+from collections import Counter
+from pathlib import Path
+import pytest
+from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from cloud_classifier.core import UserError
+from cloud_classifier.clean import (REVIEW_COLUMNS, CloudCleaner, apply_cleaner, apply_decisions, check_decisions,
+                                    cleaning_status, read_decisions, undo_round, write_csv)
+from cloud_classifier.data import cloud_dataloaders, synthetic_image_set
+from cloud_classifier.journal import Journal
+from conftest import CLI, run_cli
+
+def tree(root):
+    "{relative path: bytes} of every file under `root` (trash included), the journal's folder left out."
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(Path(root).rglob('*'))
+            if p.is_file() and '.cleaning' not in p.parts}
+
+def dirs(root): return sorted(p.relative_to(root).as_posix() for p in Path(root).rglob('*') if p.is_dir() and '.cleaning' not in p.parts)
+def hashes(root): return Counter(hashlib.sha256(b).hexdigest() for b in tree(root).values())
+def same_round(t:dict)->dict:
+    "`t` with the round number of trash folders blanked, to compare two applies of one plan."
+    return {re.sub(r'^\.trash/\d+/', '.trash/R/', k): v for k, v in t.items()}
+
+# ---------------------------------------------------------------- refusals
+
+@pytest.fixture
+def small(tmp_path):
+    data = synthetic_image_set(tmp_path/'data', {'Cu': 3, 'St': 3}, size=16)
+    (tmp_path/'outside.png').write_bytes((data/'Cu'/'Cu-0000.png').read_bytes())
+    return data
+
+BAD = {
+    'unknown class': ('Cu/Cu-0000.png,Cumulsu\n', "unknown action or class 'Cumulsu'"),
+    'missing file': ('Cu/Cu-0099.png,delete\n', 'Cu/Cu-0099.png does not exist'),
+    'outside DATA': ('../outside.png,delete\n', '../outside.png is outside'),
+    'outside DATA, absolute': ('{tmp}/outside.png,delete\n', 'outside.png is outside'),
+    'not in a class folder': ('.trash/x.png,delete\n', 'is not in a class folder'),
+    'duplicate rows': ('Cu/Cu-0000.png,delete\nCu/Cu-0000.png,St\n', 'Cu/Cu-0000.png appears twice (also line 3)'),
+    'bad action': ('Cu/Cu-0000.png,remove it\n', "unknown action or class 'remove it'"),
+    'empty action': ('Cu/Cu-0000.png,\n', 'no action for Cu/Cu-0000.png'),
+}
+
+@pytest.mark.parametrize('case', BAD)
+def test_each_refusal_says_why_and_moves_nothing(small, case):
+    body, msg = BAD[case]
+    before = tree(small)
+    review = small.parent/'review.csv'
+    # one good row first: a refusal must stop it too
+    review.write_text('file,action\nSt/St-0001.png,delete\n' + body.format(tmp=small.parent))
+    r = run_cli('clean', small, '--apply', review)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith('error: 1 problem(s) in the decisions, so nothing was moved'), r.stderr
+    assert msg in r.stderr and 'line ' in r.stderr
+    assert tree(small) == before
+    assert Journal(small).rounds() == []
+
+def test_many_problems_one_line_each(small):
+    review = small.parent/'review.csv'
+    review.write_text('file,action\nCu/nope.png,delete\nCu/Cu-0000.png,Cumulsu\nCu/Cu-0001.png,delete\nCu/Cu-0001.png,keep\n')
+    r = run_cli('clean', small, '--apply', review)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == 'error: 3 problem(s) in the decisions, so nothing was moved:'
+    assert [l.split(':')[0].strip() for l in lines[1:]] == ['line 2', 'line 3', 'line 5']
+
+@pytest.mark.parametrize('args, msg', [
+    (('--apply', 'missing.csv'), 'review file missing.csv does not exist'),
+    ((), 'give one of --apply'),
+    (('--status', '--undo'), 'give one of --apply'),
+    (('--undo', 'abc'), "round 'abc' is not a round number"),
+    (('--undo',), 'nothing to undo'),
+    (('--undo', '4'), 'no round 4'),
+    (('--finish',), 'no interrupted round'),
+])
+def test_command_refusals(small, args, msg):
+    before = tree(small)
+    r = run_cli('clean', small, *args, cwd=small.parent)
+    assert (r.returncode, r.stdout) == (2, '') and msg in r.stderr and r.stderr.count('\n') == 1, r.stderr
+    assert tree(small) == before
+
+def test_review_file_without_action_column_and_missing_data(small):
+    (small.parent/'r.csv').write_text('file,label\nCu/Cu-0000.png,Cumulus\n')
+    r = run_cli('clean', small, '--apply', small.parent/'r.csv')
+    assert r.returncode == 2 and 'has no action column' in r.stderr
+    r = run_cli('clean', small.parent/'nope', '--status')
+    assert r.returncode == 2 and 'does not exist' in r.stderr
+
+# ---------------------------------------------------------------- property test
+
+CLASSES = ['Cu', 'St', 'rocks']
+TARGETS = ['Cu', 'Cumulus', 'St', 'rocks', 'Altostratus', 'new:shells']
+N = Counter()
+
+class CleaningRounds(RuleBasedStateMachine):
+    "Random applies (deletes, relabels, relabels back, name collisions) and undos over a generated image set."
+    def __init__(self):
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp())
+        self.data = self.tmp/'data'
+        for i, c in enumerate(CLASSES):
+            (self.data/c).mkdir(parents=True)
+            for j in range(4):  # the same names in every class, so relabels collide
+                (self.data/c/f'{j}.png').write_bytes(f'{c}-{j}'.encode() * 40)
+        (self.data/'rocks'/'twin.png').write_bytes(b'Cu-0' * 40)  # two files with one content
+        self.original, self.original_dirs, self.hashes = tree(self.data), dirs(self.data), hashes(self.data)
+        self.home = {v: k.split('/')[0] for k, v in self.original.items()}  # content -> original class
+        N['examples'] += 1
+
+    def files(self): return sorted(k for k in tree(self.data) if not k.startswith('.') and k != 'manifest.csv')
+    def live(self): return [s['id'] for s in Journal(self.data).rounds() if s['status'] == 'applied']
+
+    @rule(d=st.data())
+    def apply(self, d):
+        files = self.files()
+        chosen = d.draw(st.lists(st.sampled_from(files), unique=True, min_size=1, max_size=6))
+        decisions = []
+        for f in chosen:
+            a = d.draw(st.sampled_from(['keep', 'delete', 'back', *TARGETS]))
+            if a == 'back': a = self.home[(self.data/f).read_bytes()]  # relabel back to where it came from
+            decisions.append(dict(file=f, action=a))
+        duplicate = d.draw(st.integers(0, 9)) == 0
+        if duplicate: decisions.append(dict(decisions[0]))
+        before = tree(self.data)
+        if duplicate:
+            with pytest.raises(UserError, match='appears twice'): apply_decisions(self.data, decisions)
+            assert tree(self.data) == before
+            N['refused'] += 1; return
+        s = apply_decisions(self.data, decisions)
+        N['apply'] += 1; N['moves'] += s['moves']
+        assert s['moves'] == len(set(tree(self.data)) - set(before))
+
+    @rule()
+    def undo_last(self):
+        if not self.live(): return
+        N['undo'] += 1; N['moves'] += len(undo_round(self.data))
+
+    @rule(d=st.data())
+    def undo_any(self, d):
+        live = self.live()
+        if not live: return
+        rid = d.draw(st.sampled_from(live))
+        before = tree(self.data)
+        try: N['moves'] += len(undo_round(self.data, rid)); N['undo'] += 1
+        except UserError as e:  # a later round moved one of its files again
+            assert 'first' in str(e) and tree(self.data) == before
+            N['refused'] += 1
+
+    @invariant()
+    def no_photo_lost(self):
+        assert hashes(self.data) == self.hashes
+        N['checks'] += 1
+
+    def teardown(self):
+        try:
+            while self.live(): N['moves'] += len(undo_round(self.data)); N['undo'] += 1
+            assert tree(self.data) == self.original
+            assert dirs(self.data) == self.original_dirs
+        finally: shutil.rmtree(self.tmp)
+
+def test_random_rounds_never_lose_a_photo(capsys):
+    N.clear()
+    run_state_machine_as_test(CleaningRounds, settings=settings(
+        max_examples=int(os.environ.get('CLEAN_PROPERTY_EXAMPLES', 200)), stateful_step_count=10, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    with capsys.disabled():
+        print(f"\nproperty test: {N['examples']} examples, {N['apply']} applies, {N['undo']} undos, {N['refused']} refusals, "
+              f"{N['moves']} file moves, {N['checks']} hash checks")
+    assert N['apply'] > 50 and N['undo'] > 20 and N['moves'] > 200
+
+# ---------------------------------------------------------------- a killed apply
+
+def _big_set(tmp_path):
+    data = synthetic_image_set(tmp_path/'data', {'Cu': 60, 'St': 60, 'rocks': 60}, size=16)
+    for c in ['St', 'rocks']: shutil.copy(data/'Cu'/'Cu-0000.png', data/c/'Cu-0000.png')  # names that collide
+    files = sorted(p.relative_to(data).as_posix() for p in data.rglob('*.png'))
+    write_csv(data/'manifest.csv', [dict(file=f, **{'class': f.split('/')[0]}, status='ok', url=f'http://x/{i}')
+                                    for i, f in enumerate(files)], ['file', 'class', 'status', 'url'])
+    cycle = ['delete', 'St', 'Altostratus', 'keep', 'Cu', 'new:shells']
+    write_csv(tmp_path/'review.csv', [dict(file=f, action=cycle[i % len(cycle)]) for i, f in enumerate(files)], ['file', 'action'])
+    return data, tmp_path/'review.csv'
+
+def _apply_and_kill(data, review, after):
+    "Start `clean --apply` slowed down between moves; SIGKILL it once the journal holds `after` more moves."
+    jf = data/'.cleaning/journal.jsonl'
+    def n(): return jf.read_text().count('"op": "move"') if jf.exists() else 0
+    start = n()
+    p = subprocess.Popen([*CLI, 'clean', str(data), '--apply', str(review)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env=dict(os.environ, CLOUD_CLASSIFIER_MOVE_DELAY='0.03'))
+    deadline = time.time() + 120
+    while n() - start < after and time.time() < deadline and p.poll() is None: time.sleep(0.01)
+    os.kill(p.pid, signal.SIGKILL); p.wait()
+    assert p.returncode == -signal.SIGKILL
+    return n() - start
+
+def _manifest_matches_disk(data):
+    rows = list(csv.DictReader(open(data/'manifest.csv')))
+    for r in rows:
+        assert (data/r['file']).is_file(), r
+        if r['status'] != 'trashed': assert r['file'].split('/')[0] in ('Cu', 'St', 'rocks', 'Altostratus', 'shells')
+    return rows
+
+def test_sigkill_midway_detected_undone_and_finished(tmp_path):
+    data, review = _big_set(tmp_path)
+    n = len(check_decisions(data, read_decisions(review)))
+    original, manifest = tree(data), (data/'manifest.csv').read_text()
+    moved = _apply_and_kill(data, review, after=30)
+    assert 30 <= moved < n
+    killed = tree(data)
+    assert Counter(killed.values()) == Counter(original.values())  # every photo is somewhere
+    # the next command says so and offers both ways out
+    r = run_cli('clean', data, '--status')
+    assert r.returncode == 0 and 'interrupted' in r.stdout
+    assert f'--finish' in r.stderr and '--undo 1' in r.stderr
+    r = run_cli('clean', data, '--apply', review)
+    assert r.returncode == 2 and 'only partly' in r.stderr and '--finish | --undo 1' in r.stderr
+    assert tree(data) == killed
+    # undo restores the tree exactly
+    r = run_cli('clean', data, '--undo')
+    assert r.returncode == 0, r.stderr
+    assert tree(data) == original and (data/'manifest.csv').read_text() == manifest
+    # the same list applied without a kill
+    r = run_cli('clean', data, '--apply', review)
+    assert r.returncode == 0 and f'moved {n} file(s)' in r.stdout, r.stdout + r.stderr
+    full, full_rows = same_round(tree(data)), _manifest_matches_disk(data)
+    assert run_cli('clean', data, '--undo').returncode == 0
+    assert tree(data) == original
+    # killed again, then finished: the same result as the apply that ran through
+    _apply_and_kill(data, review, after=40)
+    r = run_cli('clean', data, '--finish')
+    assert r.returncode == 0 and f'is applied: {n} file(s) moved' in r.stdout, r.stdout + r.stderr
+    assert {k: v for k, v in same_round(tree(data)).items() if k != 'manifest.csv'} == {k: v for k, v in full.items() if k != 'manifest.csv'}
+    rows = _manifest_matches_disk(data)
+    assert [(r['url'], r['class'], r['status']) for r in rows] == [(r['url'], r['class'], r['status']) for r in full_rows]
+    st = cleaning_status(data)
+    assert [(s['status'], s['planned'], s['moved'], s['pending']) for s in st][-1] == ('applied', n, n, 0)
+    assert run_cli('clean', data, '--undo').returncode == 0
+    assert tree(data) == original
+
+# ---------------------------------------------------------------- the Jupyter cleaner and review
+
+@pytest.fixture(scope='module')
+def learned(tmp_path_factory):
+    "A resnet18 (random weights) fitted for one epoch on 32-pixel generated images, and its data folder."
+    from fastai.vision.all import vision_learner, resnet18
+    data = synthetic_image_set(tmp_path_factory.mktemp('learned')/'data', {'Cu': 14, 'St': 14, 'rocks': 14}, size=32)
+    dls = cloud_dataloaders(data, size=32, bs=8, item_tfms='resize', batch_tfms=None, seed=0, balance='none', valid_pct=0.3)
+    learn = vision_learner(dls, resnet18, pretrained=False)
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    return learn, data
+
+def _dropdowns(cleaner): return [box.children[1] for box in cleaner.iw.widget.children]
+def _show(cleaner, cat, ds): cleaner.dd_cats.value, cleaner.dd_ds.value = cat, ds
+
+def test_cleaner_keeps_decisions_across_views_and_applies_them(learned):
+    learn, data = learned
+    original = tree(data)
+    with learn.no_bar(): cleaner = CloudCleaner(learn)
+    assert cleaner.path == data.resolve()
+    def shown(cat, ds): _show(cleaner, cat, ds); return len(_dropdowns(cleaner))
+    valid_cat = next(c for c in ['Cumulus', 'Stratus', 'rocks'] if shown(c, 'Valid'))
+    train_cats = [c for c in ['Cumulus', 'Stratus', 'rocks'] if c != valid_cat][:2]
+    views, want = {}, {}
+    def mark(cat, ds, i, value):
+        _show(cleaner, cat, ds)
+        dd = _dropdowns(cleaner)[i]
+        dd.value = value
+        want[str(cleaner.iw.fns[i])] = value
+        views[str(cleaner.iw.fns[i])] = (cat, ds, i)
+    mark(train_cats[0], 'Train', 0, '<Delete>')
+    mark(train_cats[0], 'Train', 1, valid_cat)
+    mark(train_cats[1], 'Train', 0, train_cats[0])
+    mark(train_cats[1], 'Train', 2, '<Delete>')
+    mark(valid_cat, 'Valid', 0, '<Delete>')
+    mark(train_cats[1], 'Train', 3, '<Delete>')
+    mark(train_cats[1], 'Train', 3, '<Keep>')  # changed my mind: not a decision any more
+    want.pop(str(cleaner.iw.fns[3]))
+    assert cleaner.pending.value.startswith('5 decision(s) pending: 3 delete, 2 relabel')
+    # back and forth: every mark is still shown where it was made
+    for cat, ds in [(valid_cat, 'Train'), (train_cats[0], 'Valid'), (train_cats[0], 'Train'), (train_cats[1], 'Valid'),
+                    (train_cats[1], 'Train'), (valid_cat, 'Valid'), (train_cats[0], 'Train')]:
+        _show(cleaner, cat, ds)
+        for f, (c, d, i) in views.items():
+            if (c, d) == (cat, ds): assert _dropdowns(cleaner)[i].value == want.get(f, '<Keep>'), (f, cat, ds)
+    assert {d['file']: d['action'] for d in cleaner.decisions()} == {f: ('delete' if v == '<Delete>' else v) for f, v in want.items()}
+    s = apply_cleaner(cleaner)
+    assert s['moves'] == 5 and cleaner.marks == {} and cleaner.pending.value.startswith('0 decision(s)')
+    folder = {'Cumulus': 'Cu', 'Stratus': 'St', 'rocks': 'rocks'}
+    for f, v in want.items():
+        f = Path(f)
+        assert not f.exists()
+        if v == '<Delete>': assert (data/'.trash'/str(s['id'])/f.parent.name/f.name).read_bytes() == original[f'{f.parent.name}/{f.name}']
+        else: assert (data/folder[v]/f.name).read_bytes() == original[f'{f.parent.name}/{f.name}']
+    assert Counter(tree(data).values()) == Counter(original.values())
+    # the views no longer offer the moved files
+    _show(cleaner, train_cats[0], 'Train')
+    assert not set(map(str, cleaner.iw.fns)) & set(want)
+    undo_round(data)
+    assert tree(data) == original
+
+def test_review_command_writes_csv_and_contact_sheet(learned, tmp_path):
+    from cloud_classifier.export import export_model
+    learn, data = learned
+    export_model(learn, tmp_path)
+    twin = data/'St'/'twin-of-Cu.png'
+    shutil.copy(data/'Cu'/'Cu-0005.png', twin)  # the same photo filed under two classes: a label conflict
+    try:
+        out = tmp_path/'review.csv'
+        r = run_cli('review', tmp_path/'export.pkl', data, '--out', out, '--top', 7)
+        assert r.returncode == 0, r.stderr
+        rows = list(csv.DictReader(open(out)))
+        assert list(rows[0]) == REVIEW_COLUMNS == ['file', 'label', 'predicted', 'probability', 'loss', 'action']
+        assert {r['action'] for r in rows} == {'keep'}
+        losses = [float(r['loss']) for r in rows[:7]]
+        assert losses == sorted(losses, reverse=True)
+        assert {'Cu/Cu-0005.png', 'St/twin-of-Cu.png'} <= {r['file'] for r in rows}  # listed whatever their loss
+        assert 7 <= len(rows) <= 9
+        assert all((data/r['file']).is_file() and 0 <= float(r['probability']) <= 1 for r in rows)
+        page = out.with_suffix('.html').read_text()
+        assert page.count('<figure>') == len(rows) and page.count('data:image/jpeg;base64,') == len(rows)
+        assert rows[0]['file'] in page and page.count('label conflict') == 2
+        # the file applies as it is (all keep: nothing moves)
+        assert run_cli('clean', data, '--apply', out).stdout.startswith('nothing to move')
+        r = run_cli('review', tmp_path/'export.pkl', data, '--out', tmp_path/'all.csv', '--top', 0)
+        assert r.returncode == 0 and len(list(csv.DictReader(open(tmp_path/'all.csv')))) == 43
+    finally: twin.unlink()
+    (tmp_path/'junk.pkl').write_bytes(b'not a pickle')  # beside the model card of export.pkl
+    (tmp_path/'alone').mkdir(); (tmp_path/'alone'/'junk.pkl').write_bytes(b'not a pickle')
+    for model, extra, msg in [('junk.pkl', (), 'does not match its model card'), ('alone/junk.pkl', (), 'no model_card.json with a hash'),
+                              ('alone/junk.pkl', ('--no-hash-check',), 'is not a fastai export')]:
+        r = run_cli('review', tmp_path/model, data, '--out', tmp_path/'x.csv', *extra)
+        assert r.returncode == 2 and msg in r.stderr and r.stderr.count('\n') == 1, r.stderr
+        assert not (tmp_path/'x.csv').exists()

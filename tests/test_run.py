@@ -1,0 +1,45 @@
+"The main job, `cloud-classifier run`, end to end in a fresh process, as a newcomer runs it offline."
+import json, subprocess, sys
+from conftest import run_cli
+from cloud_classifier.data import synthetic_image_set
+
+FAST = ['--arch', 'resnet18', '--weights', 'none', '--size', '32', '--epochs-frozen', '1', '--epochs', '1',
+        '--lr', '1e-3', '--bs', '8']
+
+def test_run_from_a_local_folder_writes_every_artefact(tmp_path):
+    data = synthetic_image_set(tmp_path/'photos', {'Cu': 14, 'Cb': 14, 'cirrus': 14}, size=32)
+    before = sorted((p.relative_to(data), p.stat().st_mtime_ns) for p in data.rglob('*'))
+    dest = tmp_path/'run'
+    r = run_cli('run', dest, '--data', data, *FAST)
+    assert r.returncode == 0, r.stderr[-3000:]
+    models = dest/'models'
+    for f in ['export.pkl', 'model_card.json', 'valid.json', 'confusion_valid.png', 'losses.png', 'top_losses.png']:
+        assert (models/f).exists() and (models/f).stat().st_size > 0, f
+    card = json.loads((models/'model_card.json').read_text())
+    assert card['classes'] == ['Cirrus', 'Cumulonimbus', 'Cumulus'] and card['arch'] == 'resnet18'
+    for k in ['image_size', 'normalization', 'metrics', 'data', 'versions', 'export_sha256', 'created_at', 'training_args', 'cloud_check']:
+        assert k in card, k
+    valid = json.loads((models/'valid.json').read_text())
+    assert valid['n'] > 0 and abs(valid['accuracy'] + valid['error_rate'] - 1) < 1e-9
+    assert len(valid['confusion']['matrix']) == 3
+    assert 'validation: error' in r.stdout and 'export.pkl' in r.stdout
+    # the user's folder is read, never changed
+    assert sorted((p.relative_to(data), p.stat().st_mtime_ns) for p in data.rglob('*')) == before
+    # the export loads in a fresh interpreter, through the hash-checked loader
+    img = sorted((data/'Cb').iterdir())[0]
+    code = ("from cloud_classifier.export import load_model\n"
+            f"learn = load_model({str(models/'export.pkl')!r})\n"
+            f"print(list(learn.dls.vocab), learn.predict({str(img)!r})[0])")
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "['Cirrus', 'Cumulonimbus', 'Cumulus']" in p.stdout
+    # re-running skips the finished training
+    mtime = (models/'export.pkl').stat().st_mtime_ns
+    r2 = run_cli('run', dest, '--data', data, *FAST)
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    assert 'skipped' in r2.stdout and (models/'export.pkl').stat().st_mtime_ns == mtime
+
+def test_run_errors_are_one_line(tmp_path):
+    r = run_cli('run', tmp_path/'run', '--data', tmp_path/'missing', *FAST)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and 'does not exist' in r.stderr
