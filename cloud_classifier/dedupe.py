@@ -32,7 +32,9 @@ def perceptual_hash(im:Image.Image # an RGB image
     "The 64-bit pHash of `im` as an integer."
     return int(str(imagehash.phash(im)), 16)
 
-def hamming(a:int, b:int)->int:
+def hamming(a:int, # a perceptual hash
+            b:int, # another
+           )->int:
     "Number of bits in which `a` and `b` differ."
     return (a ^ b).bit_count()
 
@@ -40,7 +42,13 @@ def hamming(a:int, b:int)->int:
 @dataclass
 class ImageRecord:
     "One image file: where it is, its class, its hashes and size."
-    path:Path; cls:str; sha256:str; phash:int; width:int; height:int; bytes:int
+    path:Path # the image file
+    cls:str # its class (folder) name
+    sha256:str # hash of its bytes
+    phash:int # perceptual hash of its pixels
+    width:int # in pixels
+    height:int # in pixels
+    bytes:int # file size
     @property
     def size_key(self): return (self.width * self.height, self.bytes, -len(str(self.path)), str(self.path))
 
@@ -87,7 +95,7 @@ def _components(n:int, pairs:Iterable[tuple[int, int]])->list[list[int]]:
 @dataclass
 class DupGroup:
     "Files that hold the same photo, the largest first."
-    files:list[ImageRecord]
+    files:list[ImageRecord] # the copies, the largest first
     @property
     def exact(self)->bool: return len({r.sha256 for r in self.files}) == 1
     @property

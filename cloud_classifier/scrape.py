@@ -56,7 +56,8 @@ def _rate_limit_errors()->tuple:
 _UNREACHABLE = ('dns', 'connecterror', 'connection refused', 'name or service not known', 'network is unreachable',
                 'failed to resolve', 'proxyerror', 'nodename nor servname')
 
-def search_failure(e:Exception)->str:
+def search_failure(e:Exception # what the search backend raised
+                  )->str:
     "What kind of search failure `e` is: rate-limited, no-results, unreachable, timeout or error."
     msg = f'{type(e).__name__} {e}'.lower()
     if isinstance(e, _rate_limit_errors()) or 'ratelimit' in msg or ' 403' in msg or ' 202' in msg: return 'rate-limited'
@@ -102,7 +103,9 @@ USER_AGENT = f'Mozilla/5.0 (compatible; cloud_classifier/{__version__}; image da
 
 class FetchError(Exception):
     "A URL whose body could not be fetched; `reason` is a short code for the manifest."
-    def __init__(self, reason:str, detail:str=''):
+    def __init__(self, reason:str, # short code: http-404, timeout, too-big, ...
+                 detail:str='', # what the server or the connection said
+                ):
         self.reason = reason
         super().__init__(f'{reason}: {detail}' if detail else reason)
 
@@ -123,7 +126,7 @@ def fetch(url:str, # the URL to get
           max_bytes:int=20_000_000, # longest body accepted
           max_redirects:int=5, # redirects followed
           max_time:float=60.0, # longest whole download, in seconds (a slow drip is cut off too)
-          user_agent:str=USER_AGENT,
+          user_agent:str=USER_AGENT, # the User-Agent header sent
          )->bytes:
     "The body of `url`; raise `FetchError` with a reason: http-404, timeout, too-many-redirects, too-big, connection-error, bad-url."
     start, body = time.monotonic(), bytearray()
@@ -159,7 +162,8 @@ def read_manifest(dest:Path # folder holding manifest.csv
 
 class Manifest:
     "Append-only `dest/manifest.csv`, written row by row with flush and fsync."
-    def __init__(self, dest:Path):
+    def __init__(self, dest:Path # data folder holding manifest.csv
+                ):
         self.path = Path(dest)/'manifest.csv'
         self.rows = read_manifest(dest)
         self.urls = {r['url'] for r in self.rows}
