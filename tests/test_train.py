@@ -107,7 +107,10 @@ def test_bad_inputs_get_one_line_messages(image_set, tmp_path):
     with pytest.raises(UserError, match=r'1 image\(s\) in .* cannot be read, e.g. .*broken.jpg'):
         train_model(image_set, tmp_path/'m', weights=None, **SMALL)
     assert (image_set/'Cu'/'broken.jpg').exists()  # left as it was
-    learn = make_learner(_dls(synthetic_image_set(tmp_path/'ok', {'Cu': 4, 'Ci': 4}, size=32)), 'resnet18', weights=None)
+    ok = synthetic_image_set(tmp_path/'ok', {'Cu': 4, 'Ci': 4}, size=32)
+    learn = make_learner(_dls(ok), 'resnet18', weights=None)
+    res = evaluate(learn, ok, tta=True)  # test-time augmentation runs and counts every image once
+    assert res['tta'] and res['n'] == 8 and sum(map(sum, res['confusion']['matrix'])) == 8
     with pytest.raises(UserError, match='cannot be read'): evaluate(learn, image_set)
     with pytest.raises(UserError, match='no images of the model'): evaluate(learn, synthetic_image_set(tmp_path/'t', {'trees': 2}))
 
