@@ -283,7 +283,7 @@ def fit_recipe(learn, # a learner, e.g. from `make_learner`
         learn.fit_one_cycle(n, lr_max, cbs=list(stage_cbs), start_epoch=start)
     return learn
 
-# %% ../nbs/04_train.ipynb #2272946c
+# %% ../nbs/04_train.ipynb #f79d34bc
 def _broadcast_any_backend(self, t, rank):
     "`DistributedDL._broadcast` that keeps the tensor on the CPU unless the backend is nccl."
     t = torch.tensor(t, dtype=torch.long)
