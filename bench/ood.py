@@ -57,7 +57,8 @@ def make_mobilenet_learner(dls):
     from fastai.vision.all import Learner, create_vision_model, default_split, accuracy
     # vision_learner does not pass `cut` on (fastai 2.8.12), and fastai has no cut for mobilenet_v2
     model = create_vision_model(torchvision.models.mobilenet_v2, dls.c, pretrained=False, cut=-1)
-    learn = Learner(dls, model, splitter=default_split, metrics=accuracy)
+    # train_bn=False: a frozen body is then only run forward, which the 2-core CPU can afford
+    learn = Learner(dls, model, splitter=default_split, metrics=accuracy, train_bn=False)
     tv = torchvision.models.mobilenet_v2()
     missing, unexpected = tv.load_state_dict(torch.load(WEIGHTS, map_location='cpu'), strict=False)
     assert not unexpected and all(k.startswith('classifier') for k in missing), (missing, unexpected)
@@ -65,17 +66,21 @@ def make_mobilenet_learner(dls):
     return learn
 
 
-def real_model(data: Path, out: Path, size=160, epochs=4, bs=32, retrain=False):
+def real_model(data: Path, out: Path, size=160, epochs=3, unfrozen=1, bs=32, retrain=False):
     "(models folder, dls, held-out files): train and export once, reuse afterwards."
     from cloud_classifier.data import cloud_dataloaders
     heldout = split_heldout(data, out)
-    dls = cloud_dataloaders(out/'train-data', size=size, bs=bs, balance='none', normalize=True, seed=42)
+    dls = cloud_dataloaders(out/'train-data', size=size, bs=bs, balance='none', normalize=True, seed=42, batch_tfms=None)
     models = out/'models'
     if retrain or not (models/'export.pkl').exists():
         learn = make_mobilenet_learner(dls)
         learn.to_channelslast(use_amp=False)  # several times faster on CPU for depthwise convolutions
         t = time.time()
-        learn.fine_tune(epochs - 1, freeze_epochs=1)
+        learn.freeze()
+        learn.fit_one_cycle(epochs, 3e-3)
+        if unfrozen:
+            learn.unfreeze()
+            learn.fit_one_cycle(unfrozen, slice(3e-5, 3e-4))
         print(f'trained in {time.time() - t:.0f} s; valid accuracy {learn.validate()[1]:.3f}', flush=True)
         learn.to_contiguous()
         models.mkdir(parents=True, exist_ok=True)
@@ -209,7 +214,8 @@ def main():
     ap.add_argument('--data', type=Path, default=Path(os.environ.get('CLOUD_CLASSIFIER_DATA') or shared('data', 'ccsn')))
     ap.add_argument('--out', type=Path, default=Path('/tmp/cc-predict-bench'))
     ap.add_argument('--size', type=int, default=160)
-    ap.add_argument('--epochs', type=int, default=4)
+    ap.add_argument('--epochs', type=int, default=3, help='epochs with the body frozen')
+    ap.add_argument('--unfrozen', type=int, default=1, help='epochs of the whole network afterwards')
     ap.add_argument('--keep', type=float, default=0.975, help='share of validation photos the threshold keeps')
     ap.add_argument('--retrain', action='store_true')
     a = ap.parse_args()
@@ -218,7 +224,7 @@ def main():
     from cloud_classifier.predict import CloudClassifier, cloud_check_for
     from cloud_classifier.onnx import fit_cloud_check, cloud_scores, merge_card
     from cloud_classifier.genera import class_name
-    models, dls, heldout = real_model(a.data, a.out, a.size, a.epochs, retrain=a.retrain)
+    models, dls, heldout = real_model(a.data, a.out, a.size, a.epochs, a.unfrozen, retrain=a.retrain)
     clf = CloudClassifier.load(models)
     vocab = clf.classes
     t = time.time()

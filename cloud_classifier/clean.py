@@ -6,7 +6,7 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/clean.html.md"""
 
 # %% ../nbs/06_clean.ipynb #0df9c4ca
 from __future__ import annotations
-import base64, csv, html, io, os, warnings
+import base64, csv, html, io, os
 from dataclasses import dataclass
 from pathlib import Path
 from .core import UserError, check
@@ -44,7 +44,7 @@ def target_class(action:str, # a class name, a genus alias, or "new:NAME"
 @dataclass
 class Move:
     "One checked decision: move `file` (relative to the data folder) for `action`, into class `dest_class`."
-    file:str
+    file:str # the file, relative to the data folder
     action:str # "delete" or "relabel"
     dest_class:str|None # the new class of a relabel; None for a delete
 
@@ -169,28 +169,24 @@ def sync_manifest(data:Path # folder holding the data set and its `manifest.csv`
     for rid, state in events: j.note(rid, manifest=state)  # after the write: a kill before it only repeats the work
     return changed
 
-def _manifest_row(data:Path, rel:str)->dict|None:
-    "The manifest's row for file `rel` (its values before a move), or None."
+def _manifest_values(data:Path)->dict[str, dict]:
+    "{file relative to `data`: its manifest class and status}, the values a move keeps so undo can restore them."
     mf = data/MANIFEST
-    if not mf.exists(): return None
+    if not mf.exists(): return {}
     with open(mf, newline='', encoding='utf-8') as f:
-        for row in csv.DictReader(f):
-            if row.get('file') is not None and _manifest_key(data, row['file']) == rel:
-                return {k: row[k] for k in ('class', 'status') if k in row}
+        return {_manifest_key(data, row['file']): {k: row[k] for k in ('class', 'status') if k in row}
+                for row in csv.DictReader(f) if row.get('file')}
 
 # %% ../nbs/06_clean.ipynb #44d65a85
-def _dest(data:Path, rid:int, m:Move)->Path:
+def _dest(data:Path, rid:int, m:Move, folders:dict)->Path:
     src = data/m.file
     if m.action == 'delete': return data/'.trash'/str(rid)/src.parent.name/src.name
-    return class_folders(data).get(m.dest_class, data/m.dest_class)/src.name
+    return folders.get(m.dest_class, data/m.dest_class)/src.name
 
-def _apply_moves(data:Path, r, moves:list[Move], done:set=frozenset())->int:
-    n = 0
-    for m in moves:
-        if m.file in done: continue
-        r.move(data/m.file, _dest(data, r.id, m), info=dict(action=m.action, manifest=_manifest_row(data, m.file)))
-        n += 1
-    return n
+def _apply_moves(data:Path, r, moves:list[Move])->int:
+    folders, rows = class_folders(data), _manifest_values(data)
+    for m in moves: r.move(data/m.file, _dest(data, r.id, m, folders), info=dict(action=m.action, manifest=rows.get(m.file)))
+    return len(moves)
 
 def apply_decisions(data:Path, # folder holding one sub-folder per class
                     decisions:list[dict], # each with `file` and `action`
@@ -252,7 +248,8 @@ def cleaning_status(data:Path # folder holding the data set
                         pending=pending, time=s['time'], source=s['meta'].get('source')))
     return out
 
-def status_table(rounds:list[dict])->str:
+def status_table(rounds:list[dict] # from `cleaning_status`
+                )->str:
     "`cleaning_status` as a plain-text table."
     if not rounds: return 'no cleaning rounds yet'
     rows = [('round', 'kind', 'status', 'planned', 'moved', 'pending', 'time')] + [
@@ -261,19 +258,12 @@ def status_table(rounds:list[dict])->str:
     return '\n'.join('  '.join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows)
 
 # %% ../nbs/06_clean.ipynb #87012755
-def _load_model(path:Path # an `export.pkl`
+def _load_model(path:Path, # an `export.pkl`, or the folder holding it
+                check_hash:bool=True, # refuse an export whose sha256 differs from its model card's
                ):
-    "Load an exported learner for review, on the CPU."
-    from fastai.learner import load_learner
-    path = Path(path)
-    check(path.is_file(), f'model file {path} does not exist: train and export a model first')
-    try:
-        with warnings.catch_warnings():
-            # fastai warns on every load that a pickle runs code; the export stage's `load_model`, which
-            # replaces this call, checks the file's hash against its model card instead
-            warnings.filterwarnings('ignore', message='.*load_learner', category=UserWarning)
-            return load_learner(path, cpu=True)
-    except Exception as e: raise UserError(f'{path} is not a fastai export this library can load ({type(e).__name__}: {e})'.splitlines()[0]) from e
+    "Load an exported learner for review, on the CPU, checked against its model card."
+    from cloud_classifier.export import load_model
+    return load_model(path, check_hash=check_hash)
 
 def _known(p:Path, vocab)->bool: return class_name(p.parent.name) in vocab or p.parent.name in vocab
 
@@ -304,14 +294,9 @@ def review_table(learn, # a fastai Learner (e.g. from `load_learner`)
 # %% ../nbs/06_clean.ipynb #5984d3c8
 def label_conflicts(data:Path # folder holding one sub-folder per class
                    )->list[Path]:
-    "Files whose near-duplicates sit in another class (from the dedupe stage; empty when it is absent)."
-    try: from cloud_classifier.dedupe import find_duplicates
-    except ImportError: return []
-    out = []
-    for g in find_duplicates(data):
-        files = [Path(f) for f in (g.get('files', []) if isinstance(g, dict) else g)]
-        if len({class_name(f.parent.name) for f in files}) > 1: out += files
-    return out
+    "Files whose duplicates or near-duplicates sit in another class, as the dedupe stage finds them."
+    from cloud_classifier.dedupe import find_duplicates
+    return [r.path for g in find_duplicates(data) if g.conflict for r in g.files]
 
 # %% ../nbs/06_clean.ipynb #9c141f80
 def _thumb(p:Path, side:int=160)->str:
@@ -350,12 +335,14 @@ def review(model:Path, # an exported learner, `export.pkl`
            out:Path, # the review CSV to write; the contact sheet goes beside it, as .html
            top:int|None=None, # list the `top` highest-loss photos; all when None
            bs:int=64, # batch size
+           check_hash:bool=True, # refuse a model whose sha256 differs from its model card's
           )->list[dict]:
     "Write a review CSV (action preset to keep) and its HTML contact sheet for the highest-loss photos."
     data = Path(data).resolve()
     check(data.is_dir(), f'data folder {data} does not exist: give the folder that holds one sub-folder per class')
+    learn = _load_model(model, check_hash)
     conflicts = label_conflicts(data)
-    rows = review_table(_load_model(model), data, top, bs, also=conflicts)
+    rows = review_table(learn, data, top, bs, also=conflicts)
     write_csv(out, rows, REVIEW_COLUMNS)
     contact_sheet(rows, data, Path(out).with_suffix('.html'), {Path(f).resolve().relative_to(data).as_posix() for f in conflicts})
     return rows

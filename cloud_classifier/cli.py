@@ -95,7 +95,7 @@ def _data_stats(args):
         print(stats_table(st))
         if st['low']: print(f"{len(st['low'])} class(es) with fewer than {args.min} images: {', '.join(st['low'])}")
 
-# %% ../nbs/09_cli.ipynb #7b0efca7
+# %% ../nbs/09_cli.ipynb #b9e9fcc1
 def _queries(qs:list|None)->list|None:
     "Query templates from the command line: each argument may hold several separated by ';'."
     return [q.strip() for a in qs for q in a.split(';') if q.strip()] if qs else None
@@ -112,7 +112,7 @@ def _queries(qs:list|None)->list|None:
 def _scrape(args):
     from cloud_classifier.scrape import scrape, DEFAULT_QUERIES
     scrape(args.dest, args.classes, args.per_class, _queries(args.queries) or DEFAULT_QUERIES,
-           n_workers=args.workers, timeout=args.timeout)
+           n_workers=args.workers, timeout=args.timeout, progress=sys.stdout.isatty())  # no bar lines in a log
 
 @command('download', 'Download the image URLs listed in URL_FILE into DEST/<label>/, verified and recorded in DEST/manifest.csv.',
          arg('url_file', type=Path, help='text file with one image URL per line'),
@@ -128,10 +128,10 @@ def _download(args):
     check(not args.dest.is_file(), f'{args.dest} is a file: give a folder for the images')
     urls = [l.strip() for l in args.url_file.read_text(errors='replace').splitlines() if l.strip() and not l.startswith('#')]
     check(urls, f'{args.url_file} lists no URLs: put one image URL per line')
-    st = download_urls(urls, args.dest, args.label, n_workers=args.workers, timeout=args.timeout)
+    st = download_urls(urls, args.dest, args.label, n_workers=args.workers, timeout=args.timeout, progress=sys.stdout.isatty())
     print(summary_table({class_name(args.label): st}))
 
-# %% ../nbs/09_cli.ipynb #47305c53
+# %% ../nbs/09_cli.ipynb #c9370d74
 @command('dedupe', 'Find exact and near-duplicate images in DATA; with --remove, move the redundant copies to DATA/.trash/.',
          arg('data', type=Path, help='folder holding one sub-folder per class'),
          arg('--remove', action='store_true', help='move redundant copies within each class to DATA/.trash/ (journaled)'),
@@ -144,7 +144,7 @@ def _dedupe(args):
         back = undo_dedupe(args.data)
         print(f'put back {len(back)} file(s)')
         return
-    groups = find_duplicates(args.data, THRESHOLD if args.threshold is None else args.threshold, progress=True)
+    groups = find_duplicates(args.data, THRESHOLD if args.threshold is None else args.threshold, progress=sys.stdout.isatty())
     print(duplicates_report(groups, args.data))
     if args.remove:
         moved = remove_duplicates(args.data, groups)
@@ -231,11 +231,12 @@ def _interrupted_note(data:Path):
          arg('--out', type=Path, default=Path('review.csv'), help='the review CSV to write; the contact sheet goes beside it, as .html'),
          arg('--top', type=int, default=50, help='how many of the highest-loss photos to list (0: all)'),
          arg('--bs', type=int, default=defaults.bs, help='batch size'),
+         arg('--no-hash-check', action='store_true', help="load even if the file does not match its model card's sha256"),
          epilog='Then set action to keep, delete, a class or new:NAME, and run: cloud-classifier clean DATA --apply review.csv')
 def _review(args):
     from cloud_classifier.clean import review
     _interrupted_note(args.data)
-    rows = review(args.model, args.data, args.out, top=args.top or None, bs=args.bs)
+    rows = review(args.model, args.data, args.out, top=args.top or None, bs=args.bs, check_hash=not args.no_hash_check)
     print(f"{len(rows)} photo(s) to review in {args.out} (action preset to keep); contact sheet: {args.out.with_suffix('.html')}")
     print(f'set action to keep, delete, a class or new:NAME, then run: cloud-classifier clean {args.data} --apply {args.out}')
 

@@ -28,7 +28,8 @@ def _fsync_dir(d:Path):
     except OSError: pass
     finally: os.close(fd)
 
-def read_records(path:Path)->list[dict]:
+def read_records(path:Path # a journal.jsonl
+                )->list[dict]:
     "The records of the journal file at `path`; a torn last line (a write cut off by a kill) is ignored."
     path = Path(path)
     if not path.exists(): return []
@@ -70,7 +71,10 @@ def free_name(dst:Path, # the wanted path
 # %% ../nbs/00_journal.ipynb #c1e88270
 class Round:
     "One round of journaled moves; made by `Journal.round` or `Journal.resume`."
-    def __init__(self, journal:Journal, id:int, kind:str):
+    def __init__(self, journal:Journal, # the journal the round writes to
+                 id:int, # the round's number
+                 kind:str, # what the round does ("clean", "dedupe")
+                ):
         self.journal,self.id,self.kind = journal,id,kind
         self.moves = []  # (src, dst) of the moves made in this process
         self._seq = max([m['seq'] for m in journal.records() if m['op'] == 'move' and m['round'] == id], default=-1) + 1

@@ -162,7 +162,7 @@ class CleaningRounds(RuleBasedStateMachine):
 def test_random_rounds_never_lose_a_photo(capsys):
     N.clear()
     run_state_machine_as_test(CleaningRounds, settings=settings(
-        max_examples=int(os.environ.get('CLEAN_PROPERTY_EXAMPLES', 60)), stateful_step_count=10, deadline=None,
+        max_examples=int(os.environ.get('CLEAN_PROPERTY_EXAMPLES', 200)), stateful_step_count=10, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     with capsys.disabled():
         print(f"\nproperty test: {N['examples']} examples, {N['apply']} applies, {N['undo']} undos, {N['refused']} refusals, "
@@ -300,24 +300,35 @@ def test_cleaner_keeps_decisions_across_views_and_applies_them(learned):
     assert tree(data) == original
 
 def test_review_command_writes_csv_and_contact_sheet(learned, tmp_path):
+    from cloud_classifier.export import export_model
     learn, data = learned
-    learn.export(tmp_path/'export.pkl')
-    out = tmp_path/'review.csv'
-    r = run_cli('review', tmp_path/'export.pkl', data, '--out', out, '--top', 7)
-    assert r.returncode == 0, r.stderr
-    rows = list(csv.DictReader(open(out)))
-    assert list(rows[0]) == REVIEW_COLUMNS == ['file', 'label', 'predicted', 'probability', 'loss', 'action']
-    assert len(rows) == 7 and {r['action'] for r in rows} == {'keep'}
-    losses = [float(r['loss']) for r in rows]
-    assert losses == sorted(losses, reverse=True)
-    assert all((data/r['file']).is_file() and 0 <= float(r['probability']) <= 1 for r in rows)
-    page = out.with_suffix('.html').read_text()
-    assert page.count('<figure>') == 7 and page.count('data:image/jpeg;base64,') == 7 and rows[0]['file'] in page
-    # the file applies as it is (all keep: nothing moves), and with one edit
-    assert run_cli('clean', data, '--apply', out).stdout.startswith('nothing to move')
-    r = run_cli('review', tmp_path/'export.pkl', data, '--out', tmp_path/'all.csv', '--top', 0)
-    assert r.returncode == 0 and len(list(csv.DictReader(open(tmp_path/'all.csv')))) == 42
-    (tmp_path/'junk.pkl').write_bytes(b'not a pickle')
-    r = run_cli('review', tmp_path/'junk.pkl', data, '--out', tmp_path/'x.csv')
-    assert r.returncode == 2 and 'is not a fastai export' in r.stderr and r.stderr.count('\n') == 1
-    assert not (tmp_path/'x.csv').exists()
+    export_model(learn, tmp_path)
+    twin = data/'St'/'twin-of-Cu.png'
+    shutil.copy(data/'Cu'/'Cu-0005.png', twin)  # the same photo filed under two classes: a label conflict
+    try:
+        out = tmp_path/'review.csv'
+        r = run_cli('review', tmp_path/'export.pkl', data, '--out', out, '--top', 7)
+        assert r.returncode == 0, r.stderr
+        rows = list(csv.DictReader(open(out)))
+        assert list(rows[0]) == REVIEW_COLUMNS == ['file', 'label', 'predicted', 'probability', 'loss', 'action']
+        assert {r['action'] for r in rows} == {'keep'}
+        losses = [float(r['loss']) for r in rows[:7]]
+        assert losses == sorted(losses, reverse=True)
+        assert {'Cu/Cu-0005.png', 'St/twin-of-Cu.png'} <= {r['file'] for r in rows}  # listed whatever their loss
+        assert 7 <= len(rows) <= 9
+        assert all((data/r['file']).is_file() and 0 <= float(r['probability']) <= 1 for r in rows)
+        page = out.with_suffix('.html').read_text()
+        assert page.count('<figure>') == len(rows) and page.count('data:image/jpeg;base64,') == len(rows)
+        assert rows[0]['file'] in page and page.count('label conflict') == 2
+        # the file applies as it is (all keep: nothing moves)
+        assert run_cli('clean', data, '--apply', out).stdout.startswith('nothing to move')
+        r = run_cli('review', tmp_path/'export.pkl', data, '--out', tmp_path/'all.csv', '--top', 0)
+        assert r.returncode == 0 and len(list(csv.DictReader(open(tmp_path/'all.csv')))) == 43
+    finally: twin.unlink()
+    (tmp_path/'junk.pkl').write_bytes(b'not a pickle')  # beside the model card of export.pkl
+    (tmp_path/'alone').mkdir(); (tmp_path/'alone'/'junk.pkl').write_bytes(b'not a pickle')
+    for model, extra, msg in [('junk.pkl', (), 'does not match its model card'), ('alone/junk.pkl', (), 'no model_card.json with a hash'),
+                              ('alone/junk.pkl', ('--no-hash-check',), 'is not a fastai export')]:
+        r = run_cli('review', tmp_path/model, data, '--out', tmp_path/'x.csv', *extra)
+        assert r.returncode == 2 and msg in r.stderr and r.stderr.count('\n') == 1, r.stderr
+        assert not (tmp_path/'x.csv').exists()
