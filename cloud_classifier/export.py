@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 import torch
 from fastai.learner import Learner
+from fastai.torch_core import rank_distrib
 from fastai.vision.all import Normalize, Resize, RandomResizedCrop
 from .core import defaults, UserError, check
 from .images import file_sha256
@@ -86,8 +87,9 @@ def export_model(learn, # a trained learner
                 )->Path:
     "Write `out_dir/export.pkl` (via `learn.export`) and `out_dir/model_card.json`; returns the export's path."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    check_exportable(learn)
     fname = (out_dir/name).resolve()
+    if rank_distrib(): return fname  # distributed training: the first process writes
+    check_exportable(learn)
     _write_atomic(fname, lambda tmp: learn.export(tmp))
     card = dict(classes=[str(c) for c in learn.dls.vocab], arch=getattr(learn, 'arch_name', getattr(learn.arch, '__name__', str(learn.arch))),
                 pretrained=getattr(learn, 'pretrained', None), weights=getattr(learn, 'weights', None),

@@ -14,7 +14,7 @@ import torchvision
 from torch import nn
 from fastai.vision.all import (L, params, vision_learner, Callback, SaveModelCallback, Normalize, imagenet_stats,
                                accuracy, error_rate, minimum, steep, valley, set_seed, CrossEntropyLossFlat,
-                               num_distrib, rank_distrib)
+                               num_distrib, rank_distrib, distrib_barrier)
 from contextlib import nullcontext
 import fastai.vision.learner as fv_learner
 from .core import defaults, UserError, check
@@ -232,6 +232,7 @@ class BestCheckpoint(SaveModelCallback):
     def after_epoch(self):
         if self.epoch >= self.start_epoch: super().after_epoch()
     def after_fit(self, **kwargs):
+        distrib_barrier()  # distributed: only the first process saves; the others must not look before it has
         if (self.learn.path/self.learn.model_dir/f'{self.fname}.pth').exists(): super().after_fit(**kwargs)
 
 def _atomic_write_text(path:Path, text:str):
@@ -282,7 +283,7 @@ def fit_recipe(learn, # a learner, e.g. from `make_learner`
         learn.fit_one_cycle(n, lr_max, cbs=list(stage_cbs), start_epoch=start)
     return learn
 
-# %% ../nbs/04_train.ipynb #7e5b233b
+# %% ../nbs/04_train.ipynb #f79d34bc
 def _broadcast_any_backend(self, t, rank):
     "`DistributedDL._broadcast` that keeps the tensor on the CPU unless the backend is nccl."
     t = torch.tensor(t, dtype=torch.long)
@@ -295,7 +296,10 @@ def distributed(learn):
     if num_distrib() <= 1: return nullcontext(learn)
     from fastai.distributed import DistributedDL
     DistributedDL._broadcast = _broadcast_any_backend
-    return learn.distrib_ctx()
+    # without a GPU, accelerate needs telling to use CPU processes (gloo), else it sees one process and fastai fails
+    gpu = torch.cuda.is_available()
+    if not gpu: os.environ.setdefault('ACCELERATE_USE_CPU', 'true')
+    return learn.distrib_ctx(sync_bn=gpu)  # SyncBatchNorm works only on GPUs
 
 # %% ../nbs/04_train.ipynb #25ba7cab
 class History(Callback):
@@ -354,7 +358,7 @@ def plot_top_losses(files:list, probs, targets:list, classes:list, fname:Path, k
     fig.suptitle('predicted/actual, loss/probability'); fig.savefig(fname, dpi=80, bbox_inches='tight'); plt.close(fig)
 
 # %% ../nbs/04_train.ipynb #ba453095
-TRAIN_DEFAULTS = dict(arch='resnet34', weights='imagenet', size=defaults.size, epochs_frozen=2, epochs=5, lr=2e-3,
+TRAIN_DEFAULTS = dict(arch='resnet34', weights='imagenet', size=defaults.size, epochs_frozen=2, epochs=5, lr=5e-3,
                       bs=defaults.bs, seed=defaults.seed, balance='weighted', valid_pct=defaults.valid_pct)
 
 def files_hash(files:list, root:Path)->str:

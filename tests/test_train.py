@@ -107,7 +107,10 @@ def test_bad_inputs_get_one_line_messages(image_set, tmp_path):
     with pytest.raises(UserError, match=r'1 image\(s\) in .* cannot be read, e.g. .*broken.jpg'):
         train_model(image_set, tmp_path/'m', weights=None, **SMALL)
     assert (image_set/'Cu'/'broken.jpg').exists()  # left as it was
-    learn = make_learner(_dls(synthetic_image_set(tmp_path/'ok', {'Cu': 4, 'Ci': 4}, size=32)), 'resnet18', weights=None)
+    ok = synthetic_image_set(tmp_path/'ok', {'Cu': 4, 'Ci': 4}, size=32)
+    learn = make_learner(_dls(ok), 'resnet18', weights=None)
+    res = evaluate(learn, ok, tta=True)  # test-time augmentation runs and counts every image once
+    assert res['tta'] and res['n'] == 8 and sum(map(sum, res['confusion']['matrix'])) == 8
     with pytest.raises(UserError, match='cannot be read'): evaluate(learn, image_set)
     with pytest.raises(UserError, match='no images of the model'): evaluate(learn, synthetic_image_set(tmp_path/'t', {'trees': 2}))
 
@@ -141,3 +144,15 @@ def test_offline_mobilenet_v2_weights_load(image_set):
     sd = torch.load(w)
     assert torch.equal(learn.model[0][0][0][0].weight, sd['features.0.0.weight'])
     assert torch.equal(learn.model[0][0][18][1].running_var, sd['features.18.1.running_var'])
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_through_fastai_distrib_ctx(image_set, tmp_path):
+    "The recipe under torchrun (what `accelerate launch` runs) with two CPU processes and gloo; the first writes the export."
+    out = tmp_path/'models'
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29571',
+                        '-m', 'cloud_classifier.cli', 'train', image_set, '--out', out, '--arch', 'resnet18', '--weights', 'none',
+                        '--size', '32', '--bs', '8', '--epochs-frozen', '1', '--epochs', '1', '--lr', '1e-3'],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count('validation: error') == 2  # both processes ran the recipe
+    assert (out/'export.pkl').exists() and json.loads((out/'checkpoints'/'progress.json').read_text())['done'] == {'frozen': 1, 'unfrozen': 1}
