@@ -35,7 +35,8 @@ class _GlobalsPickler(pickle.Pickler):
 class _Null:
     def write(self, b): return len(b)
 
-def learner_globals(learn)->set:
+def learner_globals(learn # a fastai Learner
+                   )->set:
     "(module, qualname) of every function and class the pickled learner refers to."
     p = _GlobalsPickler()
     old = learn.dls
@@ -46,7 +47,8 @@ def learner_globals(learn)->set:
     finally: learn.dls = old
     return p.found
 
-def check_exportable(learn):
+def check_exportable(learn # the learner about to be exported
+                    ):
     "Refuse a learner that refers to a lambda, a local function or code from `__main__`."
     bad = sorted(f'{m}.{q}' for m, q in learner_globals(learn) if m in ('__main__', '?') or '<' in q)
     check(not bad, f"the learner refers to {', '.join(bad[:3])}, which will not load elsewhere: "
@@ -99,7 +101,8 @@ def export_model(learn, # a trained learner
     _write_atomic(out_dir/'model_card.json', lambda tmp: tmp.write_text(json.dumps(card, indent=1)))
     return fname
 
-def read_card(path:Path)->dict|None:
+def read_card(path:Path # export.pkl, or the folder holding it
+             )->dict|None:
     "The model card beside an export (or in a model folder), or None."
     path = Path(path)
     card = path/'model_card.json' if path.is_dir() else path.parent/'model_card.json'

@@ -228,7 +228,9 @@ def find_lr(learn, # the learner, frozen or not
 # %% ../nbs/04_train.ipynb #4f9ce2d7
 class BestCheckpoint(SaveModelCallback):
     "`SaveModelCallback` that ignores epochs skipped on resume and leaves the model as it is when none was saved."
-    def __init__(self, start_epoch:int=0, **kwargs): super().__init__(**kwargs); self.start_epoch = start_epoch
+    def __init__(self, start_epoch:int=0, # epochs already done (when resuming)
+                 **kwargs, # passed to `SaveModelCallback`
+                ): super().__init__(**kwargs); self.start_epoch = start_epoch
     def after_epoch(self):
         if self.epoch >= self.start_epoch: super().after_epoch()
     def after_fit(self, **kwargs):
@@ -243,7 +245,10 @@ def _atomic_write_text(path:Path, text:str):
 class ProgressCheckpoint(Callback):
     "After each epoch, save the model and optimizer as `last.pth` and record the stage and epoch in `progress.json`."
     order = 70
-    def __init__(self, stage:str, state:dict, start_epoch:int=0): self.stage, self.state, self.start_epoch = stage, state, start_epoch
+    def __init__(self, stage:str, # "frozen" or "unfrozen"
+                 state:dict, # progress record, saved beside the checkpoint
+                 start_epoch:int=0, # epochs of this stage already done
+                ): self.stage, self.state, self.start_epoch = stage, state, start_epoch
     def after_epoch(self):
         if self.epoch < self.start_epoch or rank_distrib(): return  # skipped on resume; one writer when distributed
         d = self.learn.path/self.learn.model_dir
@@ -291,7 +296,8 @@ def _broadcast_any_backend(self, t, rank):
     torch.distributed.broadcast(t, rank)
     return t.cpu().tolist()
 
-def distributed(learn):
+def distributed(learn # the learner to train in several processes
+               ):
     "fastai's `distrib_ctx` when launched as several processes (`accelerate launch`), otherwise nothing."
     if num_distrib() <= 1: return nullcontext(learn)
     from fastai.distributed import DistributedDL
@@ -316,7 +322,10 @@ class History(Callback):
         self.epochs.append(dict(stage=self.stage, **{n: (float(v) if isinstance(v, (int, float, np.floating)) else v)
                                                    for n, v in zip(names, vals)}))
 
-def plot_confusion(res:dict, fname:Path, title:str='confusion matrix'):
+def plot_confusion(res:dict, # metrics from `classification_metrics` or `evaluate`
+                   fname:Path, # the PNG to write
+                   title:str='confusion matrix', # the plot's title
+                  ):
     "Save the confusion matrix of an `evaluate`/`classification_metrics` result as a PNG."
     import matplotlib.pyplot as plt
     cm, classes = np.array(res['confusion']['matrix']), res['confusion']['classes']
@@ -328,7 +337,9 @@ def plot_confusion(res:dict, fname:Path, title:str='confusion matrix'):
     ax.set_xlabel('predicted'); ax.set_ylabel('actual'); ax.set_title(f"{title} (error {res['error_rate']:.3f}, n={res['n']})")
     fig.savefig(fname, dpi=80, bbox_inches='tight'); plt.close(fig)
 
-def plot_history(hist:History, fname:Path):
+def plot_history(hist:History, # the `History` callback of a training run
+                 fname:Path, # the PNG to write
+                ):
     "Save training-batch and validation losses, both stages, as a PNG."
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -342,7 +353,13 @@ def plot_history(hist:History, fname:Path):
     ax.set_xlabel('batch'); ax.set_ylabel('loss'); ax.legend()
     fig.savefig(fname, dpi=80, bbox_inches='tight'); plt.close(fig)
 
-def plot_top_losses(files:list, probs, targets:list, classes:list, fname:Path, k:int=9):
+def plot_top_losses(files:list, # image files, in the order of `probs`
+                    probs, # predicted probabilities, one row per file
+                    targets:list, # true class index per file
+                    classes:list, # class names
+                    fname:Path, # the PNG to write
+                    k:int=9, # photos shown
+                   ):
     "Save the `k` images with the highest loss, titled predicted/actual/loss/probability, as a PNG."
     import matplotlib.pyplot as plt
     from cloud_classifier.images import open_image
@@ -361,7 +378,9 @@ def plot_top_losses(files:list, probs, targets:list, classes:list, fname:Path, k
 TRAIN_DEFAULTS = dict(arch='resnet34', weights='imagenet', size=defaults.size, epochs_frozen=2, epochs=5, lr=5e-3,
                       bs=defaults.bs, seed=defaults.seed, balance='weighted', valid_pct=defaults.valid_pct)
 
-def files_hash(files:list, root:Path)->str:
+def files_hash(files:list, # the training files
+               root:Path, # the data folder they are named relative to
+              )->str:
     "sha256 of the sorted list of `files` relative to `root` (names the exact training set)."
     rel = sorted(Path(f).relative_to(root).as_posix() if Path(f).is_relative_to(root) else str(f) for f in files)
     return hashlib.sha256('\n'.join(rel).encode()).hexdigest()
@@ -458,7 +477,13 @@ def train_model(data:Path, # folder with one sub-folder per class
     if reports and not rank_distrib(): write_reports(learn, result, hist, probs, targs, out)
     return learn, result
 
-def write_reports(learn, result:dict, hist:History, probs, targs, out:Path):
+def write_reports(learn, # the trained learner
+                  result:dict, # what `train_model` measured
+                  hist:History, # its loss history
+                  probs, # validation probabilities
+                  targs, # validation targets
+                  out:Path, # folder for the JSON and PNG reports
+                 ):
     "valid.json (test.json), history.csv and the PNGs into `out`."
     out = Path(out)
     for k, res in result['metrics'].items():
@@ -470,7 +495,9 @@ def write_reports(learn, result:dict, hist:History, probs, targs, out:Path):
     plot_history(hist, out/'losses.png')
     plot_top_losses(list(learn.dls.valid_ds.items), probs, targs.tolist(), list(map(str, learn.dls.vocab)), out/'top_losses.png')
 
-def summary(result:dict, out:Path)->str:
+def summary(result:dict, # what `train_model` returned
+            out:Path, # the folder the reports went to
+           )->str:
     "A few lines on how training went and where its files are."
     v = result['metrics']['valid']
     lines = [f"validation: error {v['error_rate']:.3f} (accuracy {v['accuracy']:.3f}) on {v['n']} images"]
