@@ -50,41 +50,32 @@ def split_heldout(data: Path, out: Path, pct=0.15, seed=42):
 
 
 def make_mobilenet_learner(dls):
-    "MobileNetV2 with the offline ImageNet body weights."
-    # TODO(train branch): switch to cloud_classifier.train.make_learner(dls, 'mobilenet_v2', weights=WEIGHTS)
-    # once it is merged; this builds the same learner by hand.
-    import torch, torchvision
-    from fastai.vision.all import Learner, create_vision_model, default_split, accuracy
-    # vision_learner does not pass `cut` on (fastai 2.8.12), and fastai has no cut for mobilenet_v2
-    model = create_vision_model(torchvision.models.mobilenet_v2, dls.c, pretrained=False, cut=-1)
+    "MobileNetV2 with the offline ImageNet body weights, through the train stage's `make_learner`."
+    from cloud_classifier.train import make_learner
     # train_bn=False: a frozen body is then only run forward, which the 2-core CPU can afford
-    learn = Learner(dls, model, splitter=default_split, metrics=accuracy, train_bn=False)
-    tv = torchvision.models.mobilenet_v2()
-    missing, unexpected = tv.load_state_dict(torch.load(WEIGHTS, map_location='cpu'), strict=False)
-    assert not unexpected and all(k.startswith('classifier') for k in missing), (missing, unexpected)
-    learn.model[0][0].load_state_dict(tv.features.state_dict())
-    return learn
+    return make_learner(dls, 'mobilenet_v2', weights=WEIGHTS, train_bn=False)
 
 
 def real_model(data: Path, out: Path, size=160, epochs=3, unfrozen=1, bs=32, retrain=False):
     "(models folder, dls, held-out files): train and export once, reuse afterwards."
     from cloud_classifier.data import cloud_dataloaders
     heldout = split_heldout(data, out)
-    dls = cloud_dataloaders(out/'train-data', size=size, bs=bs, balance='none', normalize=True, seed=42, batch_tfms=None)
+    # make_learner adds ImageNet normalisation for the pretrained body
+    dls = cloud_dataloaders(out/'train-data', size=size, bs=bs, balance='none', seed=42, batch_tfms=None)
     models = out/'models'
     if retrain or not (models/'export.pkl').exists():
         learn = make_mobilenet_learner(dls)
         learn.to_channelslast(use_amp=False)  # several times faster on CPU for depthwise convolutions
         t = time.time()
-        learn.freeze()
-        learn.fit_one_cycle(epochs, 3e-3)
+        learn.fit_one_cycle(epochs, 3e-3)  # make_learner starts pretrained bodies frozen
         if unfrozen:
             learn.unfreeze()
             learn.fit_one_cycle(unfrozen, slice(3e-5, 3e-4))
         print(f'trained in {time.time() - t:.0f} s; valid accuracy {learn.validate()[1]:.3f}', flush=True)
         learn.to_contiguous()
-        models.mkdir(parents=True, exist_ok=True)
-        learn.export(models/'export.pkl')
+        from cloud_classifier.export import export_model
+        export_model(learn, models, args=dict(arch='mobilenet_v2', weights=str(WEIGHTS), size=size, frozen_epochs=epochs,
+                                              unfrozen_epochs=unfrozen, bs=bs, data=str(data), heldout_pct=0.15))
     return models, dls, heldout
 
 
