@@ -53,12 +53,14 @@ def merge_card(path:Path, # a model folder, or a file in it
     return card
 
 # %% ../nbs/07a_onnx.ipynb #1853b359
-def encode_array(a)->dict:
+def encode_array(a # a numpy array (or anything `np.asarray` takes)
+                )->dict:
     "A numpy array as a JSON-able dict (float32, base64)."
     a = np.ascontiguousarray(a, dtype='<f4')
     return dict(dtype='float32', shape=list(a.shape), base64=base64.b64encode(a.tobytes()).decode())
 
-def decode_array(d:dict)->np.ndarray:
+def decode_array(d:dict # what `encode_array` returned
+                )->np.ndarray:
     "The array `encode_array` stored."
     return np.frombuffer(base64.b64decode(d['base64']), dtype='<f4').reshape(d['shape'])
 
@@ -314,7 +316,10 @@ def run_batches(items, # inputs (see `iter_inputs`)
 # %% ../nbs/07a_onnx.ipynb #2bb6287f
 class OnnxCloudClassifier:
     "Predict with `model.onnx` and its model card: onnxruntime, PIL and numpy, no PyTorch."
-    def __init__(self, session, card:dict, path:Path|None=None):
+    def __init__(self, session, # an onnxruntime `InferenceSession` on model.onnx
+                 card:dict, # the model card (preprocessing, classes, cloud check)
+                 path:Path|None=None, # where model.onnx was loaded from
+                ):
         self.session, self.card, self.path = session, card, path
         self.spec, self.classes = card['preprocessing'], card['onnx']['classes']
         self.cloud_check = card.get('cloud_check')
