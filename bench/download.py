@@ -60,7 +60,8 @@ def make_payloads(n_good, n_bad, seed=0):
 def serve(files, delays, port_q):
     "Serve `files` forever, each response after its delay."
     class H(BaseHTTPRequestHandler):
-        protocol_version = 'HTTP/1.1'
+        protocol_version = 'HTTP/1.1'  # keep-alive, as web servers do
+        disable_nagle_algorithm = True  # as web servers do: no 40 ms delayed-ACK stall between headers and body
         def log_message(self, *a): pass
         def do_GET(self):
             name = self.path.lstrip('/')
@@ -68,7 +69,10 @@ def serve(files, delays, port_q):
             time.sleep(delays.get(name, 0.1))
             self.send_response(status); self.send_header('Content-Length', str(len(body))); self.end_headers()
             self.wfile.write(body)
-    srv = ThreadingHTTPServer(('127.0.0.1', 0), H); srv.daemon_threads = True
+    class S(ThreadingHTTPServer):
+        daemon_threads = True
+        def handle_error(self, request, client_address): pass  # a client closing a kept-alive connection
+    srv = S(('127.0.0.1', 0), H)
     port_q.put(srv.server_port); srv.serve_forever()
 
 def run_ours(urls, dest, workers, timeout):

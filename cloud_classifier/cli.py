@@ -95,7 +95,7 @@ def _data_stats(args):
         print(stats_table(st))
         if st['low']: print(f"{len(st['low'])} class(es) with fewer than {args.min} images: {', '.join(st['low'])}")
 
-# %% ../nbs/09_cli.ipynb #7b0efca7
+# %% ../nbs/09_cli.ipynb #b9e9fcc1
 def _queries(qs:list|None)->list|None:
     "Query templates from the command line: each argument may hold several separated by ';'."
     return [q.strip() for a in qs for q in a.split(';') if q.strip()] if qs else None
@@ -112,7 +112,7 @@ def _queries(qs:list|None)->list|None:
 def _scrape(args):
     from cloud_classifier.scrape import scrape, DEFAULT_QUERIES
     scrape(args.dest, args.classes, args.per_class, _queries(args.queries) or DEFAULT_QUERIES,
-           n_workers=args.workers, timeout=args.timeout)
+           n_workers=args.workers, timeout=args.timeout, progress=sys.stdout.isatty())  # no bar lines in a log
 
 @command('download', 'Download the image URLs listed in URL_FILE into DEST/<label>/, verified and recorded in DEST/manifest.csv.',
          arg('url_file', type=Path, help='text file with one image URL per line'),
@@ -128,10 +128,10 @@ def _download(args):
     check(not args.dest.is_file(), f'{args.dest} is a file: give a folder for the images')
     urls = [l.strip() for l in args.url_file.read_text(errors='replace').splitlines() if l.strip() and not l.startswith('#')]
     check(urls, f'{args.url_file} lists no URLs: put one image URL per line')
-    st = download_urls(urls, args.dest, args.label, n_workers=args.workers, timeout=args.timeout)
+    st = download_urls(urls, args.dest, args.label, n_workers=args.workers, timeout=args.timeout, progress=sys.stdout.isatty())
     print(summary_table({class_name(args.label): st}))
 
-# %% ../nbs/09_cli.ipynb #47305c53
+# %% ../nbs/09_cli.ipynb #c9370d74
 @command('dedupe', 'Find exact and near-duplicate images in DATA; with --remove, move the redundant copies to DATA/.trash/.',
          arg('data', type=Path, help='folder holding one sub-folder per class'),
          arg('--remove', action='store_true', help='move redundant copies within each class to DATA/.trash/ (journaled)'),
@@ -144,7 +144,7 @@ def _dedupe(args):
         back = undo_dedupe(args.data)
         print(f'put back {len(back)} file(s)')
         return
-    groups = find_duplicates(args.data, THRESHOLD if args.threshold is None else args.threshold, progress=True)
+    groups = find_duplicates(args.data, THRESHOLD if args.threshold is None else args.threshold, progress=sys.stdout.isatty())
     print(duplicates_report(groups, args.data))
     if args.remove:
         moved = remove_duplicates(args.data, groups)
@@ -165,7 +165,7 @@ def _lr(s:str):
          arg('--size', type=int, default=defaults.size, help='image side the model sees'),
          arg('--epochs-frozen', type=int, default=None, help='epochs with the pretrained body frozen (default: the recipe\'s)'),
          arg('--epochs', type=int, default=None, help='epochs after unfreezing (default: the recipe\'s)'),
-         arg('--lr', type=_lr, default='auto', help="frozen-stage learning rate, or 'auto' (lr_find)"),
+         arg('--lr', type=_lr, default=None, help="frozen-stage learning rate, or 'auto' (lr_find) (default: the recipe's)"),
          arg('--lr-slice', type=float, nargs=2, metavar=('LO', 'HI'), help='learning rates of the first and last layer group after unfreezing'),
          arg('--bs', type=int, default=defaults.bs, help='batch size'),
          arg('--seed', type=int, default=defaults.seed, help='random seed (sampling, split, training)'),
@@ -179,10 +179,13 @@ def _train(args):
     import matplotlib; matplotlib.use('Agg')
     from cloud_classifier.train import train_model, summary, TRAIN_DEFAULTS
     from cloud_classifier.export import export_model
+    from cloud_classifier.dedupe import split_groups
     D = TRAIN_DEFAULTS
-    learn, res = train_model(args.data, args.out, arch=args.arch, weights=args.weights, size=args.size,
+    groups = split_groups(args.data) if args.data.is_dir() else None  # the same on --resume, so the split is too
+    if groups: print(f"{len(groups)} near-duplicate photos in {len(set(groups.values()))} groups: each group stays on one side of the split")
+    learn, res = train_model(args.data, args.out, arch=args.arch, weights=args.weights, size=args.size, groups=groups,
                              epochs_frozen=D['epochs_frozen'] if args.epochs_frozen is None else args.epochs_frozen,
-                             epochs=D['epochs'] if args.epochs is None else args.epochs, lr=args.lr, lrs=args.lr_slice,
+                             epochs=D['epochs'] if args.epochs is None else args.epochs, lr=D['lr'] if args.lr is None else args.lr, lrs=args.lr_slice,
                              bs=args.bs, seed=args.seed, balance=args.balance or D['balance'], classes=args.classes,
                              test=args.test, valid_pct=args.valid_pct, resume=args.resume)
     fname = export_model(learn, args.out, metrics=res['metrics'], data=res['data'], args=res['args'])

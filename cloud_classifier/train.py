@@ -13,7 +13,9 @@ import torch
 import torchvision
 from torch import nn
 from fastai.vision.all import (L, params, vision_learner, Callback, SaveModelCallback, Normalize, imagenet_stats,
-                               accuracy, error_rate, minimum, steep, valley, set_seed, CrossEntropyLossFlat)
+                               accuracy, error_rate, minimum, steep, valley, set_seed, CrossEntropyLossFlat,
+                               num_distrib, rank_distrib)
+from contextlib import nullcontext
 import fastai.vision.learner as fv_learner
 from .core import defaults, UserError, check
 from .data import class_files, list_classes, label_from_folder, cloud_dataloaders, BALANCES
@@ -22,8 +24,8 @@ from .images import check_image
 # %% auto #0
 __all__ = ['ARCHS', 'AUTO_LR', 'TRAIN_DEFAULTS', 'get_arch', 'imagenet_state_dict', 'read_state_dict', 'load_body_weights',
            'make_learner', 'classification_metrics', 'verify_images', 'labelled_items', 'evaluate', 'find_lr',
-           'BestCheckpoint', 'ProgressCheckpoint', 'discriminative_lrs', 'fit_recipe', 'History', 'plot_confusion',
-           'plot_history', 'plot_top_losses', 'files_hash', 'train_model', 'write_reports', 'summary']
+           'BestCheckpoint', 'ProgressCheckpoint', 'discriminative_lrs', 'fit_recipe', 'distributed', 'History',
+           'plot_confusion', 'plot_history', 'plot_top_losses', 'files_hash', 'train_model', 'write_reports', 'summary']
 
 # %% ../nbs/04_train.ipynb #c92023cc
 def _mobilenet_v2_split(m): return L(m[0][0][:10], m[0][0][10:], m[1:]).map(params)
@@ -225,7 +227,10 @@ def find_lr(learn, # the learner, frozen or not
 
 # %% ../nbs/04_train.ipynb #4f9ce2d7
 class BestCheckpoint(SaveModelCallback):
-    "`SaveModelCallback` that leaves the model as it is when a stage ends before any epoch was saved."
+    "`SaveModelCallback` that ignores epochs skipped on resume and leaves the model as it is when none was saved."
+    def __init__(self, start_epoch:int=0, **kwargs): super().__init__(**kwargs); self.start_epoch = start_epoch
+    def after_epoch(self):
+        if self.epoch >= self.start_epoch: super().after_epoch()
     def after_fit(self, **kwargs):
         if (self.learn.path/self.learn.model_dir/f'{self.fname}.pth').exists(): super().after_fit(**kwargs)
 
@@ -237,8 +242,9 @@ def _atomic_write_text(path:Path, text:str):
 class ProgressCheckpoint(Callback):
     "After each epoch, save the model and optimizer as `last.pth` and record the stage and epoch in `progress.json`."
     order = 70
-    def __init__(self, stage:str, state:dict): self.stage, self.state = stage, state
+    def __init__(self, stage:str, state:dict, start_epoch:int=0): self.stage, self.state, self.start_epoch = stage, state, start_epoch
     def after_epoch(self):
+        if self.epoch < self.start_epoch or rank_distrib(): return  # skipped on resume; one writer when distributed
         d = self.learn.path/self.learn.model_dir
         self.learn.save('last.tmp', with_opt=True)
         os.replace(d/'last.tmp.pth', d/'last.pth')
@@ -272,9 +278,24 @@ def fit_recipe(learn, # a learner, e.g. from `make_learner`
         else: learn.unfreeze()
         if n <= 0 or start >= n: continue
         stage_cbs = L(cbs)
-        if checkpoint: stage_cbs += [BestCheckpoint(fname='best'), ProgressCheckpoint(stage, state)]
+        if checkpoint: stage_cbs += [BestCheckpoint(start, fname='best'), ProgressCheckpoint(stage, state, start)]
         learn.fit_one_cycle(n, lr_max, cbs=list(stage_cbs), start_epoch=start)
     return learn
+
+# %% ../nbs/04_train.ipynb #7e5b233b
+def _broadcast_any_backend(self, t, rank):
+    "`DistributedDL._broadcast` that keeps the tensor on the CPU unless the backend is nccl."
+    t = torch.tensor(t, dtype=torch.long)
+    if torch.distributed.get_backend() == 'nccl': t = t.cuda()
+    torch.distributed.broadcast(t, rank)
+    return t.cpu().tolist()
+
+def distributed(learn):
+    "fastai's `distrib_ctx` when launched as several processes (`accelerate launch`), otherwise nothing."
+    if num_distrib() <= 1: return nullcontext(learn)
+    from fastai.distributed import DistributedDL
+    DistributedDL._broadcast = _broadcast_any_backend
+    return learn.distrib_ctx()
 
 # %% ../nbs/04_train.ipynb #25ba7cab
 class History(Callback):
@@ -283,8 +304,10 @@ class History(Callback):
     def __init__(self): self.batches, self.epochs, self.stage = [], [], ''
     def before_fit(self): self.stage = 'frozen' if not all(p.requires_grad for p in self.learn.model.parameters()) else 'unfrozen'
     def after_batch(self):
-        if self.training: self.batches.append((self.stage, float(self.learn.loss)))
+        if self.training: self.batches.append((self.stage, float(self.learn.loss.detach())))
+    def after_cancel_epoch(self): self.skipped = True  # an epoch skipped on resume
     def after_epoch(self):
+        if getattr(self, 'skipped', False): self.skipped = False; return
         names, vals = self.learn.recorder.metric_names, self.learn.recorder.log
         self.epochs.append(dict(stage=self.stage, **{n: (float(v) if isinstance(v, (int, float, np.floating)) else v)
                                                    for n, v in zip(names, vals)}))
@@ -331,7 +354,7 @@ def plot_top_losses(files:list, probs, targets:list, classes:list, fname:Path, k
     fig.suptitle('predicted/actual, loss/probability'); fig.savefig(fname, dpi=80, bbox_inches='tight'); plt.close(fig)
 
 # %% ../nbs/04_train.ipynb #ba453095
-TRAIN_DEFAULTS = dict(arch='resnet34', weights='imagenet', size=defaults.size, epochs_frozen=2, epochs=6, lr='auto',
+TRAIN_DEFAULTS = dict(arch='resnet34', weights='imagenet', size=defaults.size, epochs_frozen=2, epochs=5, lr=2e-3,
                       bs=defaults.bs, seed=defaults.seed, balance='weighted', valid_pct=defaults.valid_pct)
 
 def files_hash(files:list, root:Path)->str:
@@ -367,6 +390,7 @@ def train_model(data:Path, # folder with one sub-folder per class
                 resume:bool=False, # continue an interrupted run in `out` with its recorded settings
                 lr_find_iters:int=100, # mock-training steps of `find_lr` with lr="auto"
                 reports:bool=True, # write JSON and PNG reports into `out`
+                cbs:list|None=None, # extra fastai callbacks for the recipe
                 **kwargs, # passed to `cloud_dataloaders` (item_tfms, batch_tfms, n_per_class, num_workers)
                ):
     "Train with the recipe; returns `(learn, result)` where `result` holds metrics, data summary, arguments and timing."
@@ -400,6 +424,7 @@ def train_model(data:Path, # folder with one sub-folder per class
     lr_used = state.get('lr')
     if lr_used is None:
         if str(args['lr']) == 'auto':
+            check(num_distrib() <= 1, "lr='auto' runs lr_find, which does not run distributed: find the rate in one process, then give --lr")
             lr_used = find_lr(learn, out if reports else None, num_it=lr_find_iters)[AUTO_LR]
         else: lr_used = float(args['lr'])
         state['lr'] = lr_used
@@ -408,7 +433,9 @@ def train_model(data:Path, # folder with one sub-folder per class
           f"{len(dls.train_ds)} images, validating on {len(dls.valid_ds)}; lr {lr_used:.2e}, then slice({lr_slice.start:.2e}, {lr_slice.stop:.2e})")
     done_before = dict(state.get('done', {}))
     hist, t0 = History(), time.time()
-    try: fit_recipe(learn, args['epochs_frozen'], args['epochs'], lr=lr_used, lrs=lr_slice, cbs=[hist], state=state)
+    try:
+        with distributed(learn):
+            fit_recipe(learn, args['epochs_frozen'], args['epochs'], lr=lr_used, lrs=lr_slice, cbs=[hist, *L(cbs)], state=state)
     except KeyboardInterrupt:
         done = state.get('done', {})
         where = f"after {done}" if done else "before the first epoch finished: nothing to resume, start again"
@@ -424,7 +451,7 @@ def train_model(data:Path, # folder with one sub-folder per class
     result = dict(metrics=metrics, data=_data_summary(dls, data), args=args, lr=lr_used,
                   lrs=[lr_slice.start, lr_slice.stop], history=hist.epochs,
                   timing=dict(train_seconds=wall, train_images_per_second=n_seen / wall if wall else None))
-    if reports: write_reports(learn, result, hist, probs, targs, out)
+    if reports and not rank_distrib(): write_reports(learn, result, hist, probs, targs, out)
     return learn, result
 
 def write_reports(learn, result:dict, hist:History, probs, targs, out:Path):

@@ -55,7 +55,7 @@ def _payloads():
 
 # faults: URL path -> the manifest reason (or the kept extension, for the one good redirect)
 FAULTS = {'missing.jpg': 'http-404', 'broken.jpg': 'http-500', 'loop.jpg': 'too-many-redirects', 'stall.jpg': 'timeout',
-          'endless.jpg': 'too-big', 'moved.jpg': '.png'}
+          'endless.jpg': 'too-big', 'drip.jpg': 'timeout', 'moved.jpg': '.png'}
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
@@ -78,6 +78,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200); self.send_header('Content-Length', '100000'); self.end_headers()
             self.wfile.write(b'\xff\xd8\xff'); self.wfile.flush()
             self.server.stop.wait(3)  # silent past the client's 1 s read timeout
+            return
+        if name == 'drip.jpg':  # a byte every 0.3 s: never silent for the 1 s read timeout, cut by max_time
+            self.send_response(200); self.send_header('Content-Length', '100000'); self.end_headers()
+            try:
+                while not self.server.stop.wait(0.3): self.wfile.write(b'\xff'); self.wfile.flush()
+            except OSError: pass
             return
         if name == 'endless.jpg':
             self.send_response(200); self.send_header('Content-Type', 'image/jpeg'); self.end_headers()

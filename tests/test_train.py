@@ -1,0 +1,143 @@
+"The training recipe, the learner's weights, evaluation numbers and the train/evaluate commands."
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import numpy as np, pytest, torch, torchvision
+from fastai.vision.all import Callback, Normalize
+from cloud_classifier.core import UserError
+from cloud_classifier.data import cloud_dataloaders, synthetic_image_set
+from cloud_classifier.train import make_learner, fit_recipe, classification_metrics, evaluate, train_model, ARCHS, get_arch
+import fastai.vision.learner as fvl
+from conftest import run_cli, CLI
+
+SMALL = dict(size=32, bs=8, item_tfms='resize', batch_tfms=None)
+
+def _dls(path): return cloud_dataloaders(path, **SMALL)
+
+class RecordLrs(Callback):
+    "What the optimizer really uses: each parameter group's rate, and which parameters train, per batch."
+    order = 70  # after fastai's ParamScheduler
+    def before_fit(self): self.lrs, self.trainable = [], []
+    def before_batch(self):
+        if self.training:
+            self.lrs.append([h['lr'] for h in self.opt.hypers])
+            self.trainable.append(all(p.requires_grad for p in self.learn.model[0].parameters()))
+
+def test_recipe_freezes_then_applies_two_distinct_rates(image_set, tmp_path):
+    learn = make_learner(_dls(image_set), 'resnet18', weights=None, path=tmp_path, model_dir='ck')
+    frozen, unfrozen = RecordLrs(), RecordLrs()
+    learn.add_cb(frozen)
+    learn.freeze(); learn.fit_one_cycle(1, 1e-2)  # the recipe's first stage, observed alone
+    learn.remove_cb(frozen)
+    assert not any(frozen.trainable)
+    learn.add_cb(unfrozen)
+    fit_recipe(learn, 0, 1, lr=1e-2, lrs=slice(1e-5, 1e-3), checkpoint=False)
+    lrs = np.array(unfrozen.lrs)
+    assert all(unfrozen.trainable) and len(learn.opt.param_groups) == 3
+    assert np.allclose(lrs[:, 0] / lrs[:, -1], 1e-2)  # body start at lo, head at hi, through the whole cycle
+    assert lrs[:, 0].max() == pytest.approx(1e-5, rel=0.05) and lrs[:, -1].max() == pytest.approx(1e-3, rel=0.05)
+    # and the optimizer's own param groups hold those rates
+    assert [pg['lr'] for pg in learn.opt.hypers][0] < [pg['lr'] for pg in learn.opt.hypers][-1]
+
+@pytest.mark.parametrize('arch', ARCHS)
+def test_every_architecture_has_a_cut_and_three_groups(arch):
+    fn = get_arch(arch)
+    m = fvl.create_vision_model(fn, 4, pretrained=False)
+    groups = fvl.model_meta[fn]['split'](m)
+    assert len(groups) == 3 and sum(map(len, groups)) == len(list(m.parameters()))
+    assert m.eval()(torch.zeros(1, 3, 64, 64)).shape == (1, 4)
+
+def test_local_weights_file_loads_into_body_and_freezes(image_set, tmp_path):
+    tv = torchvision.models.resnet18()
+    torch.save({f'module.{k}': v for k, v in tv.state_dict().items()}, tmp_path/'r18.pth')  # as saved from DDP
+    learn = make_learner(_dls(image_set), 'resnet18', weights=tmp_path/'r18.pth')
+    assert torch.equal(learn.model[0][4][0].conv1.weight, tv.layer1[0].conv1.weight)
+    assert learn.pretrained and not learn.model[0][0].weight.requires_grad
+    assert any(isinstance(t, Normalize) for t in learn.dls.after_batch.fs)
+    torch.save(torchvision.models.mobilenet_v2().features.state_dict(), tmp_path/'mnv2.pth')
+    with pytest.raises(UserError, match='another architecture'): make_learner(_dls(image_set), 'resnet18', weights=tmp_path/'mnv2.pth')
+    (tmp_path/'text.pth').write_text('hello')
+    with pytest.raises(UserError, match='not a PyTorch weights file'): make_learner(_dls(image_set), 'resnet18', weights=tmp_path/'text.pth')
+
+def test_imagenet_download_offline_says_so(image_set, tmp_path):
+    env = {**os.environ, 'TORCH_HOME': str(tmp_path/'cache'), 'https_proxy': 'http://127.0.0.1:9', 'HTTPS_PROXY': 'http://127.0.0.1:9'}
+    r = subprocess.run([*CLI, 'train', image_set, '--out', tmp_path/'m', '--arch', 'resnet18', '--size', '32'],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip().splitlines()[-1]
+    assert err.startswith('error: cannot download the ImageNet weights for resnet18') and 'offline' in err and '--weights PATH' in err
+
+def test_metrics_match_a_hand_computed_confusion_matrix():
+    # targets/preds over classes a, b, c:   a->a a->b a->a | b->b b->b b->c | c->a c->c
+    res = classification_metrics([0, 0, 0, 1, 1, 1, 2, 2], [0, 1, 0, 1, 1, 2, 0, 2], ['a', 'b', 'c'])
+    assert res['confusion'] == {'classes': ['a', 'b', 'c'], 'matrix': [[2, 1, 0], [0, 2, 1], [1, 0, 1]]}
+    assert (res['n'], res['accuracy'], res['error_rate']) == (8, 5 / 8, 3 / 8)
+    assert res['per_class']['a'] == {'precision': 2 / 3, 'recall': 2 / 3, 'f1': pytest.approx(2 / 3), 'support': 3}
+    assert res['per_class']['b'] == {'precision': 2 / 3, 'recall': 2 / 3, 'f1': pytest.approx(2 / 3), 'support': 3}
+    assert res['per_class']['c'] == {'precision': 0.5, 'recall': 0.5, 'f1': 0.5, 'support': 2}
+    assert res['most_confused'] == [{'actual': 'a', 'predicted': 'b', 'count': 1}, {'actual': 'b', 'predicted': 'c', 'count': 1},
+                                    {'actual': 'c', 'predicted': 'a', 'count': 1}]
+    json.dumps(res)  # plain JSON types only
+
+def test_train_then_evaluate_command(image_set, tmp_path):
+    out = tmp_path/'models'
+    r = run_cli('train', image_set, '--out', out, '--arch', 'resnet18', '--weights', 'none', '--size', '32', '--bs', '8',
+                '--epochs-frozen', '1', '--epochs', '1', '--lr', '2e-3', '--balance', 'none', '--test', image_set)
+    assert r.returncode == 0, r.stderr
+    assert 'validation: error' in r.stdout and 'test: error' in r.stdout
+    names = {p.name for p in out.iterdir()}
+    assert {'export.pkl', 'model_card.json', 'valid.json', 'test.json', 'confusion_valid.png', 'losses.png', 'top_losses.png'} <= names
+    card = json.loads((out/'model_card.json').read_text())
+    assert card['metrics']['test']['n'] == 36 and card['data']['n_train'] + card['data']['n_valid'] == 36
+    # a second labelled folder: genus folder names in another spelling, a class the model does not know
+    other = synthetic_image_set(tmp_path/'other', {'cumulus': 3, 'Ci': 2, 'trees': 4}, size=32)
+    r = run_cli('evaluate', out/'export.pkl', other, '--json', tmp_path/'e.json')
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path/'e.json').read_text())
+    assert res['n'] == 5 and res['skipped_classes'] == ['trees'] and 'trees' in r.stdout
+    assert res['confusion']['classes'] == ['Cirrus', 'Cumulus', 'rocks']
+    assert sum(map(sum, res['confusion']['matrix'])) == 5
+    assert {k for k in res} >= {'n', 'accuracy', 'error_rate', 'per_class', 'confusion', 'most_confused'}
+
+def test_bad_inputs_get_one_line_messages(image_set, tmp_path):
+    r = run_cli('train', tmp_path/'nowhere', '--weights', 'none')
+    assert r.returncode == 2 and r.stderr.startswith('error: data folder') and r.stderr.count('\n') == 1
+    r = run_cli('train', image_set, '--weights', 'none', '--classes', 'Cu', 'Stratus')
+    assert r.returncode == 2 and 'class Stratus not found' in r.stderr
+    (image_set/'Cu'/'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
+    with pytest.raises(UserError, match=r'1 image\(s\) in .* cannot be read, e.g. .*broken.jpg'):
+        train_model(image_set, tmp_path/'m', weights=None, **SMALL)
+    assert (image_set/'Cu'/'broken.jpg').exists()  # left as it was
+    learn = make_learner(_dls(synthetic_image_set(tmp_path/'ok', {'Cu': 4, 'Ci': 4}, size=32)), 'resnet18', weights=None)
+    with pytest.raises(UserError, match='cannot be read'): evaluate(learn, image_set)
+    with pytest.raises(UserError, match='no images of the model'): evaluate(learn, synthetic_image_set(tmp_path/'t', {'trees': 2}))
+
+class CtrlC(Callback):
+    "The user presses Ctrl-C during the second epoch after unfreezing."
+    def after_batch(self):
+        if self.training and self.epoch == 1 and all(p.requires_grad for p in self.learn.model.parameters()): raise KeyboardInterrupt
+
+def test_interrupted_run_resumes_from_its_checkpoint(image_set, tmp_path, capsys):
+    out, kw = tmp_path/'models', dict(arch='resnet18', weights=None, epochs_frozen=1, epochs=3, lr=1e-3, reports=False, **SMALL)
+    with pytest.raises(KeyboardInterrupt): train_model(image_set, out, cbs=[CtrlC()], **kw)
+    err = capsys.readouterr().err
+    assert 'interrupted after' in err and '--resume' in err
+    prog = out/'checkpoints'/'progress.json'
+    assert json.loads(prog.read_text())['done'] == {'frozen': 1, 'unfrozen': 1} and (out/'checkpoints'/'last.pth').exists()
+    learn, res = train_model(image_set, out, resume=True, **kw)
+    assert 'resuming' in capsys.readouterr().out
+    assert json.loads(prog.read_text())['done'] == {'frozen': 1, 'unfrozen': 3}
+    assert [e['epoch'] for e in res['history']] == [1, 2]  # only the two epochs left were run
+    with pytest.raises(UserError, match='nothing to resume'): train_model(image_set, tmp_path/'other', resume=True, **kw)
+
+def _shared(*parts):
+    p = next((d/'shared' for d in Path(__file__).resolve().parents if (d/'shared'/'weights').exists()), None)
+    return p.joinpath(*parts) if p and p.joinpath(*parts).exists() else None
+
+@pytest.mark.slow
+@pytest.mark.skipif(_shared('weights', 'mobilenet_v2-imagenet-features.pth') is None, reason='needs ../shared/weights')
+def test_offline_mobilenet_v2_weights_load(image_set):
+    w = _shared('weights', 'mobilenet_v2-imagenet-features.pth')
+    learn = make_learner(_dls(image_set), 'mobilenet_v2', weights=w)
+    sd = torch.load(w)
+    assert torch.equal(learn.model[0][0][0][0].weight, sd['features.0.0.weight'])
+    assert torch.equal(learn.model[0][0][18][1].running_var, sd['features.18.1.running_var'])
