@@ -50,41 +50,32 @@ def split_heldout(data: Path, out: Path, pct=0.15, seed=42):
 
 
 def make_mobilenet_learner(dls):
-    "MobileNetV2 with the offline ImageNet body weights."
-    # TODO(train branch): switch to cloud_classifier.train.make_learner(dls, 'mobilenet_v2', weights=WEIGHTS)
-    # once it is merged; this builds the same learner by hand.
-    import torch, torchvision
-    from fastai.vision.all import Learner, create_vision_model, default_split, accuracy
-    # vision_learner does not pass `cut` on (fastai 2.8.12), and fastai has no cut for mobilenet_v2
-    model = create_vision_model(torchvision.models.mobilenet_v2, dls.c, pretrained=False, cut=-1)
+    "MobileNetV2 with the offline ImageNet body weights, through the train stage's `make_learner`."
+    from cloud_classifier.train import make_learner
     # train_bn=False: a frozen body is then only run forward, which the 2-core CPU can afford
-    learn = Learner(dls, model, splitter=default_split, metrics=accuracy, train_bn=False)
-    tv = torchvision.models.mobilenet_v2()
-    missing, unexpected = tv.load_state_dict(torch.load(WEIGHTS, map_location='cpu'), strict=False)
-    assert not unexpected and all(k.startswith('classifier') for k in missing), (missing, unexpected)
-    learn.model[0][0].load_state_dict(tv.features.state_dict())
-    return learn
+    return make_learner(dls, 'mobilenet_v2', weights=WEIGHTS, train_bn=False)
 
 
 def real_model(data: Path, out: Path, size=160, epochs=3, unfrozen=1, bs=32, retrain=False):
     "(models folder, dls, held-out files): train and export once, reuse afterwards."
     from cloud_classifier.data import cloud_dataloaders
     heldout = split_heldout(data, out)
-    dls = cloud_dataloaders(out/'train-data', size=size, bs=bs, balance='none', normalize=True, seed=42, batch_tfms=None)
+    # make_learner adds ImageNet normalisation for the pretrained body
+    dls = cloud_dataloaders(out/'train-data', size=size, bs=bs, balance='none', seed=42, batch_tfms=None)
     models = out/'models'
     if retrain or not (models/'export.pkl').exists():
         learn = make_mobilenet_learner(dls)
         learn.to_channelslast(use_amp=False)  # several times faster on CPU for depthwise convolutions
         t = time.time()
-        learn.freeze()
-        learn.fit_one_cycle(epochs, 3e-3)
+        learn.fit_one_cycle(epochs, 3e-3)  # make_learner starts pretrained bodies frozen
         if unfrozen:
             learn.unfreeze()
             learn.fit_one_cycle(unfrozen, slice(3e-5, 3e-4))
         print(f'trained in {time.time() - t:.0f} s; valid accuracy {learn.validate()[1]:.3f}', flush=True)
         learn.to_contiguous()
-        models.mkdir(parents=True, exist_ok=True)
-        learn.export(models/'export.pkl')
+        from cloud_classifier.export import export_model
+        export_model(learn, models, args=dict(arch='mobilenet_v2', weights=str(WEIGHTS), size=size, frozen_epochs=epochs,
+                                              unfrozen_epochs=unfrozen, bs=bs, data=str(data), heldout_pct=0.15))
     return models, dls, heldout
 
 
@@ -202,11 +193,21 @@ def generated_nonsky(seed, n=20):
 
 
 # ---------------------------------------------------------------- measuring
-def scores_for(clf, items):
-    from cloud_classifier.predict import _outputs
-    logits, feats, ok = _outputs(clf, items)
-    assert len(ok) == len(items)
-    return logits, feats
+def outputs_by_layer(clf, items, layers):
+    "(logits, {layer: average-pooled output of that body block}) for `items`, in one pass."
+    import torch
+    from cloud_classifier.onnx import stream_batches
+    got = {l: [] for l in layers}
+    hooks = [clf.net.blocks[l].register_forward_hook(lambda m, i, o, l=l: got[l].append(o.float().mean((2, 3)).numpy()))
+             for l in layers]
+    logits = []
+    try:
+        for chunk, arrs in stream_batches(items, clf.spec, 64):
+            assert not any(isinstance(a, str) for a in arrs), [c for c, a in zip(chunk, arrs) if isinstance(a, str)]
+            logits.append(clf.forward(np.stack(arrs))[0])
+    finally:
+        for h in hooks: h.remove()
+    return np.concatenate(logits), {l: np.concatenate(v) for l, v in got.items()}
 
 
 def main():
@@ -221,46 +222,53 @@ def main():
     a = ap.parse_args()
     if not a.data.exists(): sys.exit(f'{a.data} does not exist: this benchmark needs the CCSN photos')
     import torch
-    from cloud_classifier.predict import CloudClassifier, cloud_check_for
+    from cloud_classifier.predict import CloudClassifier
     from cloud_classifier.onnx import fit_cloud_check, cloud_scores, merge_card
     from cloud_classifier.genera import class_name
     models, dls, heldout = real_model(a.data, a.out, a.size, a.epochs, a.unfrozen, retrain=a.retrain)
     clf = CloudClassifier.load(models)
     vocab = clf.classes
+    assert clf.net is not None
+    from cloud_classifier.predict import default_feature_layer
+    n_blocks = len(clf.net.blocks)
+    layers = sorted({n_blocks // 3, n_blocks // 2, default_feature_layer(n_blocks), n_blocks - 3, n_blocks - 1})
     t = time.time()
     train_items = list(dls.train_ds.items)
     labels = np.array([int(dls.train_ds.tls[1][i]) for i in range(len(train_items))])
-    tr_l, tr_f = scores_for(clf, train_items)
-    va = scores_for(clf, list(dls.valid_ds.items))
-    ho = scores_for(clf, heldout)
+    tr = outputs_by_layer(clf, train_items, layers)
+    va = outputs_by_layer(clf, list(dls.valid_ds.items), layers)
+    ho = outputs_by_layer(clf, heldout, layers)
     ho_acc = float((ho[0].argmax(1) == np.array([vocab.index(class_name(f.parent.name)) for f in heldout])).mean())
     real = real_nonsky()
     dev, ev = generated_nonsky(0), generated_nonsky(1)
     ev_all = real | ev
-    dev_s, ev_s = scores_for(clf, list(dev.values())), scores_for(clf, list(ev_all.values()))
-    print(f'features in {time.time() - t:.0f} s; held-out accuracy {ho_acc:.3f}', flush=True)
-    candidates = {'msp': dict(method='msp'), 'energy': dict(method='energy')}
-    for k in (16, 32, 64, 128):
-        for rw in (0.0, 1.0):
-            candidates[f'mahalanobis k={k} resid={rw:g}'] = dict(method='mahalanobis', k=k, resid_weight=rw)
-    rows, fitted = [], {}
-    for name, kw in candidates.items():
-        cc = fit_cloud_check(tr_f, labels, va, keep=a.keep, **kw)
-        fitted[name] = cc
-        kept = float((cloud_scores(cc, *ho) <= cc['threshold']).mean())
-        dev_rej = float((cloud_scores(cc, *dev_s) > cc['threshold']).mean())
-        rej = cloud_scores(cc, *ev_s) > cc['threshold']
+    dev_s, ev_s = outputs_by_layer(clf, list(dev.values()), layers), outputs_by_layer(clf, list(ev_all.values()), layers)
+    print(f'features in {time.time() - t:.0f} s; held-out accuracy {ho_acc:.3f}; body blocks {n_blocks}, measured {layers}', flush=True)
+    candidates = {'msp': (dict(method='msp'), None), 'energy': (dict(method='energy'), None)}
+    for l in layers:
+        for k in (32, 64):
+            candidates[f'mahalanobis block {l}, k={k}'] = (dict(method='mahalanobis', k=k, resid_weight=1.0), l)
+    rows = []
+    for name, (kw, l) in candidates.items():
+        pick = lambda o: (o[0], o[1][l] if l is not None else None)
+        cc = fit_cloud_check(tr[1][l] if l is not None else None, labels, pick(va), keep=a.keep, **kw)
+        kept = float((cloud_scores(cc, *pick(ho)) <= cc['threshold']).mean())
+        dev_scores = cloud_scores(cc, *pick(dev_s))
+        rej = cloud_scores(cc, *pick(ev_s)) > cc['threshold']
         names = list(ev_all)
         by = {}
         for n_, r in zip(names, rej):
             grp = n_.split('/')[0] if n_.split('/')[0] in GENERATORS else 'real photos & pictures'
             by.setdefault(grp, []).append(r)
-        rows.append(dict(name=name, kept=kept, dev_rejected=dev_rej, rejected=float(rej.mean()),
-                         by={g: float(np.mean(v)) for g, v in by.items()}, n_by={g: len(v) for g, v in by.items()},
-                         missed=[n_ for n_, r in zip(names, rej) if not r]))
-    # the choice uses the validation keep rate (through the threshold) and the development set only
-    best = max(rows, key=lambda r: (r['dev_rejected'], r['name'].startswith('mahalanobis')))
-    cc = fit_cloud_check(tr_f, labels, va, keep=a.keep, **candidates[best['name']])
+        rows.append(dict(name=name, kept=kept, dev_rejected=float((dev_scores > cc['threshold']).mean()),
+                         dev_margin=float(np.median(dev_scores) - cc['threshold']) / (abs(cc['threshold']) + 1e-9),
+                         rejected=float(rej.mean()), by={g: float(np.mean(v)) for g, v in by.items()},
+                         n_by={g: len(v) for g, v in by.items()}, missed=[n_ for n_, r in zip(names, rej) if not r]))
+    # the choice sees the development set only (and the validation photos, through the threshold)
+    best = max(rows, key=lambda r: (r['dev_rejected'], r['dev_margin']))
+    kw, l = candidates[best['name']]
+    cc = fit_cloud_check(tr[1][l] if l is not None else None, labels, (va[0], va[1][l] if l is not None else None), keep=a.keep, **kw)
+    if l is not None: cc['layer'] = l
     merge_card(models, cloud_check=cc)
     card_kb = len(json.dumps(cc)) / 1024
     print(f"\nheld-out cloud photos: {len(heldout)}; non-sky evaluation images: {len(ev_all)} "

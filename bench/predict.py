@@ -88,7 +88,7 @@ def main():
     from fastai.learner import load_learner
     from cloud_classifier.predict import CloudClassifier, export_onnx
     from cloud_classifier.onnx import OnnxCloudClassifier, stream_batches, normalize, read_card
-    if 'onnx' not in read_card(a.model): export_onnx(a.model)
+    export_onnx(a.model)  # afresh: the card's cloud check decides which features the graph returns
     tmp = Path(tempfile.mkdtemp(prefix='cc-predict-bench-'))
     files = jpegs(data if data.exists() else None, a.n, tmp/'generated')
     source = f'{a.n} CCSN JPEGs' if data.exists() else f'{a.n} generated 400x400 JPEGs'
