@@ -272,14 +272,14 @@ def _clean(args):
         print(f"round {s['id']} is {s['status']}: {s['moves']} file(s) moved")
 
 # %% ../nbs/09_cli.ipynb #d0085ad2
-def _classifier(model:Path):
+def _classifier(model:Path, check_hash:bool=True):
     "The classifier for `model`: `OnnxCloudClassifier` for a .onnx file (no PyTorch), else `CloudClassifier`."
     if Path(model).suffix == '.onnx':
         try: from cloud_classifier.onnx import OnnxCloudClassifier
         except ImportError: raise UserError("an ONNX model needs onnxruntime: pip install 'cloud_classifier[onnx]'")
         return OnnxCloudClassifier.load(model)
     from cloud_classifier.predict import CloudClassifier
-    return CloudClassifier.load(model)
+    return CloudClassifier.load(model, check_hash)
 
 def _show(p, k:int)->str:
     "A prediction as text: the message, then the top `k` classes."
@@ -293,11 +293,12 @@ def _show(p, k:int)->str:
          arg('--json', action='store_true', help='print a JSON list of results instead of text'),
          arg('--top-k', type=int, default=3, help='show this many most likely classes'),
          arg('--bs', type=int, default=64, help='images per batch'),
+         arg('--no-hash-check', action='store_true', help="load export.pkl even when its sha256 differs from its model card's (only files you trust)"),
          epilog='Exit status 1 when some inputs could not be read (each gets an error entry), 2 for a usage mistake.')
 def _predict(args):
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing: raise UserError(f"no such file or folder: {', '.join(missing)}")
-    clf = _classifier(args.model)
+    clf = _classifier(args.model, not args.no_hash_check)
     failed, first = 0, True
     if args.json: print('[')
     for p in clf.predict_many(args.paths, bs=args.bs):
@@ -330,12 +331,13 @@ def _export_onnx(args):
          arg('--port', type=int, default=7860, help='port to listen on'),
          arg('--host', default='127.0.0.1', help='address to bind; 0.0.0.0 makes the app reachable from other machines'),
          arg('--top-k', type=int, default=3, help='number of genera shown with their confidence'),
-         arg('--max-mb', type=float, default=10, help='largest upload accepted, in MB'))
+         arg('--max-mb', type=float, default=10, help='largest upload accepted, in MB'),
+         arg('--no-hash-check', action='store_true', help="load export.pkl even when its sha256 differs from its model card's (only files you trust)"))
 def _app(args):
     try: import gradio
     except ImportError: raise UserError("the app needs the app extra: pip install 'cloud_classifier[app]'")
     from cloud_classifier.app import launch
-    launch(_classifier(args.model), host=args.host, port=args.port, top_k=args.top_k, max_mb=args.max_mb)
+    launch(_classifier(args.model, not args.no_hash_check), host=args.host, port=args.port, top_k=args.top_k, max_mb=args.max_mb)
 
 # %% ../nbs/09_cli.ipynb #3e9790b3
 def _options_of(name:str, *skip:str)->tuple:

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from fastai.learner import load_learner, Learner
+from fastai.learner import Learner
 from fastai.data.transforms import IntToFloatTensor, Normalize, ToTensor
 from fastai.vision.augment import Resize, RandomResizedCrop, CropPad, AffineCoordTfm, ResizeMethod
 from .core import defaults, UserError, check
 from .images import file_sha256
+from .export import load_model, export_model
 from .onnx import (Prediction, read_card, merge_card, model_dir, prepare, stream_batches, run_batches,
                                    fit_cloud_check, normalize)
 
@@ -23,21 +24,14 @@ from .onnx import (Prediction, read_card, merge_card, model_dir, prepare, stream
 __all__ = ['preprocessing_spec', 'default_feature_layer', 'CloudClassifier', 'cloud_check_for', 'add_cloud_check', 'export_onnx']
 
 # %% ../nbs/07_predict.ipynb #21a21b49
-def _load_learner(path:Path # export.pkl, or the folder holding it
+def _load_learner(path:Path, # export.pkl, or the folder holding it
+                  check_hash:bool=True, # refuse a file whose sha256 differs from its model card's
                  )->Learner:
-    "The fastai learner in `path`, on the CPU; a `UserError` when it is missing or not a fastai export."
-    path = Path(path)
-    if path.is_dir(): path = path/'export.pkl'
-    check(path.exists(), f"model {path} does not exist: give the export.pkl written by `cloud-classifier export`")
-    try:
-        with warnings.catch_warnings():
-            # fastai warns on every load that pickles run code; the model card's sha256 is how a user checks the file
-            warnings.filterwarnings('ignore', message='load_learner` uses')
-            learn = load_learner(path, cpu=True)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, AttributeError, ModuleNotFoundError, ValueError, KeyError) as e:
-        raise UserError(f"{path} is not a fastai export ({type(e).__name__}): give the export.pkl written by `cloud-classifier export`")
-    check(isinstance(learn, Learner), f"{path} holds a {type(learn).__name__}, not a fastai learner: give the export.pkl written by `cloud-classifier export`")
-    return learn
+    "The fastai learner in `path`, on the CPU, through the export stage's hash-checked `load_model`."
+    with warnings.catch_warnings():
+        # fastai warns on every load that pickles run code; the model card's sha256 is how a user checks the file
+        warnings.filterwarnings('ignore', message='load_learner` uses')
+        return load_model(path, check_hash=check_hash, cpu=True)
 
 # %% ../nbs/07_predict.ipynb #7fe31eb7
 def _train_only(t)->bool:
@@ -127,10 +121,11 @@ class CloudClassifier:
             self.net = _Net(blocks, head, layer).eval()
 
     @classmethod
-    def load(cls, path:Path # export.pkl, or the folder holding it and its model card
+    def load(cls, path:Path, # export.pkl, or the folder holding it and its model card
+             check_hash:bool=True, # refuse an export whose sha256 differs from its model card's
             ):
-        "Load an exported learner and the model card beside it."
-        return cls(_load_learner(path), read_card(path), Path(path))
+        "Load an exported learner (checked against its model card) and the card."
+        return cls(_load_learner(path, check_hash), read_card(path), Path(path))
 
     def forward(self, batch:np.ndarray # NxHxWx3 uint8, prepared with `self.spec`
                ):

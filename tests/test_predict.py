@@ -127,7 +127,8 @@ def test_merge_card_keeps_the_export_keys(model, tmp_path):
 def test_model_without_cloud_check_says_so(model, tmp_path):
     models, data, _, _ = model
     (tmp_path/'export.pkl').write_bytes((models/'export.pkl').read_bytes())  # no model card beside it
-    r = CloudClassifier.load(tmp_path/'export.pkl').predict(sorted((data/'rocks').iterdir())[0])
+    with pytest.raises(UserError, match='no model_card.json with a hash'): CloudClassifier.load(tmp_path/'export.pkl')
+    r = CloudClassifier.load(tmp_path/'export.pkl', check_hash=False).predict(sorted((data/'rocks').iterdir())[0])
     assert r.is_cloud is None and r.genus is not None and 'no cloud check' in r.message
 
 
@@ -156,7 +157,14 @@ def test_cli_predict_user_errors(model, tmp_path):
     assert r.returncode == 2 and r.stderr.startswith('error: model') and r.stderr.count('\n') == 1, r.stderr
     (tmp_path/'export.pkl').write_bytes(b'\x80\x04not really a pickle')
     r = run_cli('predict', tmp_path/'export.pkl', data)
+    assert r.returncode == 2 and 'no model_card.json with a hash' in r.stderr and r.stderr.count('\n') == 1, r.stderr
+    r = run_cli('predict', tmp_path/'export.pkl', data, '--no-hash-check')
     assert r.returncode == 2 and 'is not a fastai export' in r.stderr and r.stderr.count('\n') == 1, r.stderr
+    tampered = tmp_path/'tampered'; tampered.mkdir()
+    for f in ('export.pkl', 'model_card.json'): (tampered/f).write_bytes((models/f).read_bytes())
+    with open(tampered/'export.pkl', 'ab') as f: f.write(b'x')
+    r = run_cli('predict', tampered, data)
+    assert r.returncode == 2 and 'does not match its model card' in r.stderr, r.stderr
     r = run_cli('predict', models, tmp_path/'no-such-photo.jpg')
     assert r.returncode == 2 and 'no such file or folder' in r.stderr
 
