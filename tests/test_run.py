@@ -43,3 +43,13 @@ def test_run_errors_are_one_line(tmp_path):
     r = run_cli('run', tmp_path/'run', '--data', tmp_path/'missing', *FAST)
     assert r.returncode == 2 and 'Traceback' not in r.stderr
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and 'does not exist' in r.stderr
+
+def test_run_offline_stops_at_the_search_naming_the_offline_route(tmp_path, monkeypatch):
+    # every search request goes to a proxy port where nothing listens: the search service is unreachable
+    monkeypatch.setenv('DDGS_PROXY', 'http://127.0.0.1:9')
+    r = run_cli('run', tmp_path/'run', '--classes', 'Cu', 'Cb', '--per-class', '2', *FAST)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    line = r.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert 'could not be reached' in line and f'cloud-classifier run {tmp_path/"run"} --data DIR' in line
+    assert not list((tmp_path/'run').rglob('*.jpg'))
