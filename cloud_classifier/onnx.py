@@ -21,7 +21,7 @@ from .images import BadImage, open_image, is_image_file, file_sha256
 # %% auto #0
 __all__ = ['CARD_NAME', 'NOT_CLOUD', 'CLOUD_CHECK_METHODS', 'model_dir', 'read_card', 'merge_card', 'encode_array',
            'decode_array', 'iter_inputs', 'to_image', 'prepare', 'normalize', 'Prediction', 'make_prediction',
-           'failed_prediction', 'cloud_scores', 'fit_cloud_check', 'stream_batches', 'run_batches',
+           'failed_prediction', 'cloud_scores', 'fit_cloud_check', 'stream_batches', 'run_batches', 'Predictor',
            'OnnxCloudClassifier']
 
 # %% ../nbs/07a_onnx.ipynb #a5f31dd3
@@ -313,8 +313,23 @@ def run_batches(items, # inputs (see `iter_inputs`)
             res = {i: make_prediction(chunk[i], probs[j], classes, scores[j], thr) for j, i in enumerate(ok)}
         for i, x in enumerate(chunk): yield res.get(i) or failed_prediction(x, arrs[i])
 
+# %% ../nbs/07a_onnx.ipynb #bfdfbfaf
+class Predictor:
+    "`predict` and `predict_many` for a classifier with `forward`, `spec`, `classes` and `cloud_check`."
+    def predict_many(self, items, # paths, folders, PIL images, bytes or arrays
+                     bs:int=64, # images per batch
+                     workers:int|None=None, # threads that open images; the CPU count when None
+                    ):
+        "Yield one `Prediction` per input, in order, streaming batches."
+        yield from run_batches(items, self.spec, self.forward, self.classes, self.cloud_check, bs, workers)
+
+    def predict(self, x # a path, PIL image, bytes or numpy array
+               )->Prediction:
+        "The `Prediction` for one image."
+        return next(iter(self.predict_many([x], bs=1, workers=1)))
+
 # %% ../nbs/07a_onnx.ipynb #2bb6287f
-class OnnxCloudClassifier:
+class OnnxCloudClassifier(Predictor):
     "Predict with `model.onnx` and its model card: onnxruntime, PIL and numpy, no PyTorch."
     def __init__(self, session, # an onnxruntime `InferenceSession` on model.onnx
                  card:dict, # the model card (preprocessing, classes, cloud check)
@@ -349,15 +364,3 @@ class OnnxCloudClassifier:
         out = self.session.run(None, {self.session.get_inputs()[0].name: normalize(batch, self.spec)})
         named = dict(zip(self.outputs, out))
         return named['logits'], named.get('features')
-
-    def predict_many(self, items, # paths, folders, images, bytes or arrays
-                     bs:int=64, # images per batch
-                     workers:int|None=None, # threads that open images
-                    ):
-        "Yield one `Prediction` per input, streaming batches."
-        yield from run_batches(items, self.spec, self.forward, self.classes, self.cloud_check, bs, workers)
-
-    def predict(self, x # a path, PIL image, bytes or numpy array
-               )->Prediction:
-        "The `Prediction` for one image."
-        return next(iter(self.predict_many([x], bs=1, workers=1)))

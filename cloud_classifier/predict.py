@@ -17,7 +17,7 @@ from fastai.vision.augment import Resize, RandomResizedCrop, CropPad, AffineCoor
 from .core import defaults, UserError, check
 from .images import file_sha256
 from .export import load_model, export_model
-from .onnx import (Prediction, read_card, merge_card, model_dir, prepare, stream_batches, run_batches,
+from .onnx import (Predictor, Prediction, read_card, merge_card, model_dir, prepare, stream_batches,
                                    fit_cloud_check, normalize)
 
 # %% auto #0
@@ -101,7 +101,7 @@ class _Net(nn.Module):
             if i == self.layer: feats = x.mean((2, 3))
         return self.head(x), feats
 
-class CloudClassifier:
+class CloudClassifier(Predictor):
     "Predict with an exported fastai learner: one image, or batches streamed from folders."
     def __init__(self, learn:Learner, # a fastai vision learner
                  card:dict|None=None, # its model card
@@ -139,18 +139,6 @@ class CloudClassifier:
             if self.net is None: return self.model(x).float().numpy(), None
             logits, feats = self.net(x)
             return logits.float().numpy(), feats.float().numpy()
-
-    def predict_many(self, items, # paths, folders, PIL images, bytes or arrays
-                     bs:int=64, # images per batch
-                     workers:int|None=None, # threads that open images; the CPU count when None
-                    ):
-        "Yield one `Prediction` per input, in order, streaming batches."
-        yield from run_batches(items, self.spec, self.forward, self.classes, self.cloud_check, bs, workers)
-
-    def predict(self, x # a path, PIL image, bytes or numpy array
-               )->Prediction:
-        "The `Prediction` for one image."
-        return next(iter(self.predict_many([x], bs=1, workers=1)))
 
 # %% ../nbs/07_predict.ipynb #5a77ed96
 def _outputs(clf:CloudClassifier, items:list, bs:int=64):
