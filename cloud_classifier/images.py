@@ -120,7 +120,8 @@ def _normalise(im:Image.Image, max_side:int|None, min_side:int)->Image.Image:
     im = _to_rgb(im)
     if min(im.size) < min_side: raise BadImage('too-small', f'{im.width}x{im.height}')
     if max_side and max(im.size) > max_side:
-        im = im.copy(); im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        # bicubic: for scaling down as sharp as Lanczos to the eye, in two thirds of the time
+        im = im.copy(); im.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     return im
 
 def open_image(src, # a path, bytes, a file object or a PIL image
@@ -166,10 +167,10 @@ class Verified(NamedTuple):
 _KEEP_AS_IS = {'jpeg': '.jpg', 'png': '.png', 'webp': '.webp'}
 _LOSSLESS = {'png', 'gif', 'bmp'}
 
-def _encode(im:Image.Image, fmt:str)->Verified:
-    "Re-encode the RGB image `im` (from a `fmt` payload) as PNG or JPEG."
+def _encode(im:Image.Image, fmt:str, scaled:bool)->Verified:
+    "Re-encode the RGB image `im` (from a `fmt` payload): PNG when lossless and not `scaled`, else JPEG."
     b = io.BytesIO()
-    if fmt in _LOSSLESS: im.save(b, 'PNG'); ext = '.png'
+    if fmt in _LOSSLESS and not scaled: im.save(b, 'PNG', compress_level=1); ext = '.png'
     else: im.save(b, 'JPEG', quality=95); ext = '.jpg'
     return Verified(b.getvalue(), ext, *im.size)
 
@@ -187,5 +188,6 @@ def verify_image_bytes(data:bytes, # a downloaded payload
         raise
     if getattr(raw, 'n_frames', 1) > 1: raise BadImage('animated', f'{raw.n_frames} frames')
     im = _normalise(raw, max_side, min_side)
-    plain = fmt in _KEEP_AS_IS and raw.mode == 'RGB' and raw.getexif().get(0x0112, 1) == 1 and im.size == raw.size
-    return Verified(data, _KEEP_AS_IS[fmt], *im.size) if plain else _encode(im, fmt)
+    scaled = max(im.size) < max(raw.size)
+    plain = fmt in _KEEP_AS_IS and raw.mode == 'RGB' and raw.getexif().get(0x0112, 1) == 1 and not scaled
+    return Verified(data, _KEEP_AS_IS[fmt], *im.size) if plain else _encode(im, fmt, scaled)
