@@ -272,14 +272,14 @@ def _clean(args):
         print(f"round {s['id']} is {s['status']}: {s['moves']} file(s) moved")
 
 # %% ../nbs/09_cli.ipynb #d0085ad2
-def _classifier(model:Path, check_hash:bool=True):
+def _classifier(model:Path, check_hash:bool=True, engine:str='auto'):
     "The classifier for `model`: `OnnxCloudClassifier` for a .onnx file (no PyTorch), else `CloudClassifier`."
     if Path(model).suffix == '.onnx':
         try: from cloud_classifier.onnx import OnnxCloudClassifier
         except ImportError: raise UserError("an ONNX model needs onnxruntime: pip install 'cloud_classifier[onnx]'")
         return OnnxCloudClassifier.load(model)
     from cloud_classifier.predict import CloudClassifier
-    return CloudClassifier.load(model, check_hash)
+    return CloudClassifier.load(model, check_hash, engine)
 
 def _show(p, k:int)->str:
     "A prediction as text: the message, then the top `k` classes."
@@ -294,11 +294,14 @@ def _show(p, k:int)->str:
          arg('--top-k', type=int, default=3, help='show this many most likely classes'),
          arg('--bs', type=int, default=64, help='images per batch'),
          arg('--no-hash-check', action='store_true', help="load export.pkl even when its sha256 differs from its model card's (only files you trust)"),
+         arg('--engine', choices=['auto', 'torch', 'onnx'], default='auto',
+             help='run the network on ONNX Runtime (onnx) or PyTorch (torch); auto: ONNX Runtime when a model.onnx '
+                  'exported from this export.pkl is beside it and onnxruntime is installed'),
          epilog='Exit status 1 when some inputs could not be read (each gets an error entry), 2 for a usage mistake.')
 def _predict(args):
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing: raise UserError(f"no such file or folder: {', '.join(missing)}")
-    clf = _classifier(args.model, not args.no_hash_check)
+    clf = _classifier(args.model, not args.no_hash_check, args.engine)
     failed, first = 0, True
     if args.json: print('[')
     for p in clf.predict_many(args.paths, bs=args.bs):

@@ -18,10 +18,11 @@ from .core import defaults, UserError, check
 from .images import file_sha256
 from .export import load_model, export_model
 from .onnx import (Predictor, Prediction, read_card, merge_card, model_dir, prepare, stream_batches,
-                                   fit_cloud_check, normalize)
+                                   fit_cloud_check, normalize, OnnxCloudClassifier)
 
 # %% auto #0
-__all__ = ['preprocessing_spec', 'default_feature_layer', 'CloudClassifier', 'cloud_check_for', 'add_cloud_check', 'export_onnx']
+__all__ = ['ENGINES', 'preprocessing_spec', 'default_feature_layer', 'CloudClassifier', 'cloud_check_for', 'add_cloud_check',
+           'export_onnx']
 
 # %% ../nbs/07_predict.ipynb #21a21b49
 def _load_learner(path:Path, # export.pkl, or the folder holding it
@@ -101,14 +102,32 @@ class _Net(nn.Module):
             if i == self.layer: feats = x.mean((2, 3))
         return self.head(x), feats
 
+ENGINES = ('auto', 'torch', 'onnx')
+
+def _onnx_twin(clf, check_hash:bool)->tuple:
+    "(`OnnxCloudClassifier` of the model.onnx exported from `clf`'s very export.pkl, or None; why not)."
+    card, layer = clf.card, None if clf.net is None else clf.net.layer
+    o = card.get('onnx') or {}
+    if not o: return None, 'its model card has no ONNX entry: run `cloud-classifier export-onnx` on it'
+    if not check_hash: return None, "export.pkl was loaded without checking its sha256 against the model card's"
+    if not card.get('export_sha256') or o.get('source_sha256') != card['export_sha256']:
+        return None, f"{o['file']} was not exported from this export.pkl: run `cloud-classifier export-onnx` again"
+    if o.get('feature_layer') != layer: return None, f"{o['file']} measures another block for the cloud check: export it again"
+    try: import onnxruntime
+    except ImportError: return None, "onnxruntime is not installed: pip install 'cloud_classifier[onnx]'"
+    try: return OnnxCloudClassifier.load(model_dir(clf.path)/o['file']), ''
+    except UserError as e: return None, str(e)
+
 class CloudClassifier(Predictor):
     "Predict with an exported fastai learner: one image, or batches streamed from folders."
     def __init__(self, learn:Learner, # a fastai vision learner
                  card:dict|None=None, # its model card
                  path:Path|None=None, # where it was loaded from
                  layer:int|None=None, # body block for the cloud check's features; the card's (or the default) when None
+                 onnx:Predictor|None=None, # an `OnnxCloudClassifier` of the same model that runs the network instead
                 ):
-        self.learn, self.card, self.path = learn, card or {}, path
+        self.learn, self.card, self.path, self.onnx = learn, card or {}, path, onnx
+        self.engine = 'torch' if onnx is None else 'onnx'
         self.classes = [str(c) for c in learn.dls.vocab]
         self.spec = preprocessing_spec(learn)
         self.cloud_check = self.card.get('cloud_check')
@@ -123,13 +142,21 @@ class CloudClassifier(Predictor):
     @classmethod
     def load(cls, path:Path, # export.pkl, or the folder holding it and its model card
              check_hash:bool=True, # refuse an export whose sha256 differs from its model card's
+             engine:str='auto', # "auto" (ONNX Runtime when its model matches, else PyTorch), "torch" or "onnx"
             ):
         "Load an exported learner (checked against its model card) and the card."
-        return cls(_load_learner(path, check_hash), read_card(path), Path(path))
+        check(engine in ENGINES, f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+        clf = cls(_load_learner(path, check_hash), read_card(path), Path(path))
+        if engine == 'torch': return clf
+        twin, why = _onnx_twin(clf, check_hash)
+        check(twin is not None or engine == 'auto', f"cannot run {path} on ONNX Runtime: {why}")
+        if twin is not None: clf.onnx, clf.engine = twin, 'onnx'
+        return clf
 
     def forward(self, batch:np.ndarray # NxHxWx3 uint8, prepared with `self.spec`
                ):
         "(logits, pooled features of the body block `self.net.layer`, or None) as numpy arrays."
+        if self.onnx is not None: return self.onnx.forward(batch)
         x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(self.spec['div'])
         if self.spec['mean'] is not None:
             mean, std = (torch.tensor(self.spec[k]).view(1, -1, 1, 1) for k in ('mean', 'std'))
@@ -195,7 +222,7 @@ def export_onnx(model:Path, # export.pkl, or the folder holding it
                )->Path:
     "Write the learner as ONNX and its preprocessing into the model card; return the ONNX file."
     import onnxruntime as ort
-    clf = CloudClassifier.load(model)
+    clf = CloudClassifier.load(model, engine='torch')
     out = Path(out) if out else model_dir(model)/'model.onnx'
     module, names = (clf.net, ['logits', 'features']) if clf.net is not None else (clf.model, ['logits'])
     module = module.eval().to(memory_format=torch.contiguous_format)
@@ -214,5 +241,6 @@ def export_onnx(model:Path, # export.pkl, or the folder holding it
     finally: tmp.unlink(missing_ok=True)
     merge_card(out, preprocessing=clf.spec, onnx=dict(file=out.name, sha256=file_sha256(out), classes=clf.classes,
                                                     outputs=names, opset=18, max_prob_diff=diff,
+                                                    source_sha256=clf.card.get('export_sha256'),
                                                     feature_layer=None if clf.net is None else clf.net.layer))
     return out

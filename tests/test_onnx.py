@@ -41,7 +41,7 @@ def test_same_answers_as_pytorch(exported, tmp_path):
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (50, 160, 3), dtype=np.uint8)).save(wide)
     inputs = files + [chart, wide, tmp_path/'missing.jpg']
     onnx_res = list(OnnxCloudClassifier.load(models).predict_many(inputs, bs=7))
-    torch_res = list(CloudClassifier.load(models).predict_many(inputs, bs=7))
+    torch_res = list(CloudClassifier.load(models, engine='torch').predict_many(inputs, bs=7))
     assert len(onnx_res) == len(torch_res) == len(files) + 3
     for a, b in zip(onnx_res, torch_res):
         assert a.as_dict().keys() == b.as_dict().keys()
@@ -81,3 +81,25 @@ def test_tampered_or_missing_onnx_refused(exported, tmp_path):
     with pytest.raises(UserError, match='export-onnx'): OnnxCloudClassifier.load(tmp_path/'other')
     (tmp_path/'model_card.json').write_text('{}')
     with pytest.raises(UserError, match='has no ONNX entry'): OnnxCloudClassifier.load(tmp_path)
+
+
+def test_cloud_classifier_runs_on_onnx_runtime_when_its_model_matches(exported, tmp_path):
+    models, data = exported
+    files = sorted((data/'Cu').iterdir())
+    fast, slow = CloudClassifier.load(models), CloudClassifier.load(models, engine='torch')
+    assert (fast.engine, slow.engine) == ('onnx', 'torch')
+    for a, b in zip(fast.predict_many(files), slow.predict_many(files)):
+        assert (a.genus, a.is_cloud) == (b.genus, b.is_cloud)
+        np.testing.assert_allclose(list(a.probabilities.values()), list(b.probabilities.values()), atol=1e-4)
+    r = run_cli('predict', models, files[0], '--json', '--engine', 'onnx')
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]['genus'] == fast.predict(files[0]).genus
+    # a changed model.onnx beside the export: auto falls back to PyTorch, --engine onnx says why and stops
+    other = tmp_path/'models'
+    other.mkdir()
+    for p in models.iterdir(): (other/p.name).write_bytes(p.read_bytes())
+    with open(other/'model.onnx', 'ab') as f: f.write(b'\0')
+    assert CloudClassifier.load(other).engine == 'torch'
+    r = run_cli('predict', other, files[0], '--engine', 'onnx')
+    assert r.returncode == 2 and r.stdout == ''
+    assert len(r.stderr.strip().splitlines()) == 1 and 'on ONNX Runtime' in r.stderr and 'does not match the sha256' in r.stderr

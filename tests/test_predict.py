@@ -167,6 +167,8 @@ def test_cli_predict_user_errors(model, tmp_path):
     assert r.returncode == 2 and 'does not match its model card' in r.stderr, r.stderr
     r = run_cli('predict', models, tmp_path/'no-such-photo.jpg')
     assert r.returncode == 2 and 'no such file or folder' in r.stderr
+    r = run_cli('predict', models, data, '--engine', 'onnx')  # no model.onnx exported for this model
+    assert r.returncode == 2 and 'on ONNX Runtime' in r.stderr and r.stderr.count('\n') == 1, r.stderr
 
 
 @pytest.mark.slow
