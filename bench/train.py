@@ -2,8 +2,9 @@
 
 One fixed group-aware split (near-duplicate photos kept on one side), evaluated the same way for every run:
   (a) the original notebook's recipe verbatim: `get_equal_images`; RandomResizedCrop(size, min_scale=0.5) +
-      aug_transforms(); 4 frozen epochs at 9e-3; unfreeze; 10 epochs at slice(1e-4, 5e-3)
-  (b) our default recipe (cloud_classifier.train defaults, with the offline MobileNetV2 weights)
+      aug_transforms(); 4 frozen epochs at 9e-3; unfreeze; 10 epochs at slice(1e-4, 5e-3); fastai's default
+      memory layout
+  (b) our default recipe (cloud_classifier.train defaults, with the offline MobileNetV2 weights; channels-last)
   (c) resnet34 from scratch with (b)'s budget: the same epochs over the same images
 All three use the offline MobileNetV2 ImageNet weights where pretrained, ImageNet normalisation, bs 32.
 
@@ -110,7 +111,7 @@ def main():
         set_seed(seed, reproducible=True)
         dls = dls_for(train_dir, partial(get_equal_images, folders=GENERA10, seed=seed), size, 32, seed,
                       [*aug_transforms(), Normalize.from_stats(*imagenet_stats)])
-        learn = make_learner(dls, 'mobilenet_v2', WEIGHTS, metrics=error_rate, cbs=[Count()])
+        learn = make_learner(dls, 'mobilenet_v2', WEIGHTS, metrics=error_rate, cbs=[Count()], channels_last=False)  # fastai's layout
         def fit_a(l):
             l.fit_one_cycle(ef, 9e-3); l.unfreeze(); l.fit_one_cycle(e, slice(1e-4, 5e-3))
         run('a: original recipe (mobilenet_v2, equal)', learn, len(dls.train_ds), fit_a, valid_dir, log)
