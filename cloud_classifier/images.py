@@ -120,8 +120,8 @@ def _normalise(im:Image.Image, max_side:int|None, min_side:int)->Image.Image:
     im = _to_rgb(im)
     if min(im.size) < min_side: raise BadImage('too-small', f'{im.width}x{im.height}')
     if max_side and max(im.size) > max_side:
-        # bicubic: for scaling down as sharp as Lanczos to the eye, in two thirds of the time
-        im = im.copy(); im.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+        # bilinear: Pillow filters over every source pixel when scaling down, so no aliasing, in 40% of Lanczos' time
+        im = im.copy(); im.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     return im
 
 def open_image(src, # a path, bytes, a file object or a PIL image
