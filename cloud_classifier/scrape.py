@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor, FIRST_COMPLETED, wait
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
-import requests, urllib3
+import urllib.request, urllib3
 from fastprogress.fastprogress import progress_bar
 from . import __version__
 from .core import defaults, UserError, check
@@ -111,15 +111,29 @@ class FetchError(Exception):
 
 _local = threading.local()
 
-def _session(max_redirects:int, user_agent:str)->requests.Session:
-    "This thread's session."
-    s = getattr(_local, 'session', None)
-    if s is None: s = _local.session = requests.Session()
-    s.max_redirects, s.headers['User-Agent'] = max_redirects, user_agent
-    return s
+def _pool(scheme:str, host:str, user_agent:str)->urllib3.PoolManager:
+    "This thread's connection pool for `scheme://host`: direct, or through the proxy the environment names."
+    pools = _local.__dict__.setdefault('pools', {})
+    proxy = urllib.request.getproxies().get(scheme)
+    if proxy and urllib.request.proxy_bypass(host): proxy = None
+    key = (proxy, user_agent)
+    if key not in pools:
+        hdr = {'User-Agent': user_agent}
+        pools[key] = urllib3.ProxyManager(proxy, headers=hdr) if proxy else urllib3.PoolManager(headers=hdr)
+    return pools[key]
 
 def _timeout_pair(timeout)->tuple:
     return tuple(timeout) if isinstance(timeout, (tuple, list)) else (min(5.0, timeout), timeout)
+
+def _fetch_failure(e:Exception)->FetchError:
+    "The `FetchError` for what urllib3 raised."
+    if isinstance(e, urllib3.exceptions.MaxRetryError):
+        if isinstance(e.reason, urllib3.exceptions.ResponseError) and 'redirect' in str(e.reason): return FetchError('too-many-redirects')
+        e = e.reason or e
+    # a refused or unresolvable connection is a NewConnectionError, which urllib3 derives from its timeout error
+    timed_out = (not isinstance(e, urllib3.exceptions.NewConnectionError)
+                 and (isinstance(e, (urllib3.exceptions.TimeoutError, TimeoutError)) or 'timed out' in str(e).lower()))
+    return FetchError('timeout' if timed_out else 'connection-error', _one_line(e))
 
 def fetch(url:str, # the URL to get
           timeout:float|tuple=(5, 10), # seconds to connect and between bytes: (connect, read), or one number for both
@@ -130,23 +144,29 @@ def fetch(url:str, # the URL to get
          )->bytes:
     "The body of `url`; raise `FetchError` with a reason: http-404, timeout, too-many-redirects, too-big, connection-error, bad-url."
     start, body = time.monotonic(), bytearray()
+    try: u = urllib3.util.parse_url(url)
+    except urllib3.exceptions.LocationParseError as e: raise FetchError('bad-url', _one_line(e)) from None
+    if u.scheme not in ('http', 'https') or not u.host: raise FetchError('bad-url', f'not an http(s) URL: {url[:80]}')
+    connect, read = _timeout_pair(timeout)
+    retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=max_redirects, raise_on_redirect=True)
+    try: r = _pool(u.scheme, u.host, user_agent).request('GET', url, preload_content=False, retries=retries,
+                                                         timeout=urllib3.Timeout(connect=connect, read=read))
+    except urllib3.exceptions.LocationValueError as e: raise FetchError('bad-url', _one_line(e)) from None
+    except (urllib3.exceptions.HTTPError, OSError) as e: raise _fetch_failure(e) from None
+    done = False
     try:
-        with _session(max_redirects, user_agent).get(url, timeout=_timeout_pair(timeout), stream=True) as r:
-            if r.status_code != 200: raise FetchError(f'http-{r.status_code}')
-            if int(r.headers.get('Content-Length') or 0) > max_bytes: raise FetchError('too-big', r.headers['Content-Length'])
-            # read1 returns what has arrived, so `max_time` also cuts a server that drips a byte at a time
-            read1 = getattr(r.raw, 'read1', None)
-            for chunk in (iter(lambda: read1(65536, decode_content=True), b'') if read1 else r.iter_content(65536)):
-                body += chunk
-                if len(body) > max_bytes: raise FetchError('too-big', f'over {max_bytes} bytes')
-                if time.monotonic() - start > max_time: raise FetchError('timeout', f'over {max_time} s')
-    except requests.TooManyRedirects: raise FetchError('too-many-redirects') from None
-    except (requests.Timeout, requests.ConnectionError, urllib3.exceptions.HTTPError) as e:  # urllib3's own from `read1`
-        timed_out = isinstance(e, (requests.Timeout, urllib3.exceptions.TimeoutError)) or 'timed out' in str(e).lower()
-        raise FetchError('timeout' if timed_out else 'connection-error', _one_line(e)) from None
-    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema) as e:
-        raise FetchError('bad-url', _one_line(e)) from None
-    except requests.RequestException as e: raise FetchError('error', _one_line(e)) from None
+        if r.status != 200: raise FetchError(f'http-{r.status}')
+        if int(r.headers.get('Content-Length') or 0) > max_bytes: raise FetchError('too-big', r.headers['Content-Length'])
+        # read1 returns what has arrived, so `max_time` also cuts a server that drips a byte at a time
+        while chunk := r.read1(65536):
+            body += chunk
+            if len(body) > max_bytes: raise FetchError('too-big', f'over {max_bytes} bytes')
+            if time.monotonic() - start > max_time: raise FetchError('timeout', f'over {max_time} s')
+        done = True
+    except (urllib3.exceptions.HTTPError, OSError) as e: raise _fetch_failure(e) from None
+    finally:
+        if not done: r.close()  # a connection with an unread body cannot serve the next request
+        r.release_conn()
     return bytes(body)
 
 # %% ../nbs/02_scrape.ipynb #473deefa

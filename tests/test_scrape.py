@@ -9,7 +9,7 @@ from ddgs.exceptions import RatelimitException
 from conftest import run_cli
 from cloud_classifier.images import open_image
 from cloud_classifier.scrape import (MANIFEST_COLS, download_urls, read_manifest, scrape, search_images, SearchStopped,
-                                     summary_table)
+                                     summary_table, fetch, FetchError)
 
 FAST = dict(timeout=1, max_time=4, max_bytes=2_000_000, n_workers=6, progress=False)
 
@@ -239,3 +239,25 @@ def test_cli_scrape_offline_says_so_in_one_line(tmp_path, monkeypatch):
     line = _error(run_cli('scrape', tmp_path/'data', '--classes', 'Cu', '--per-class', '2'))
     assert 'could not be reached' in line and 'local folder of photos' in line and str(tmp_path/'data') in line
     assert not (tmp_path/'data').exists()
+
+def test_fetch_goes_through_the_proxy_the_environment_names(monkeypatch):
+    class Proxy(BaseHTTPRequestHandler):
+        protocol_version = 'HTTP/1.1'
+        def log_message(self, *a): pass
+        def do_GET(self):
+            self.server.seen.append(self.path)  # a proxy is asked for the absolute URL
+            body = b'via the proxy'
+            self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()
+            self.wfile.write(body)
+    srv = ThreadingHTTPServer(('127.0.0.1', 0), Proxy)
+    srv.daemon_threads, srv.seen = True, []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        for k in ('HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy'): monkeypatch.delenv(k, raising=False)
+        monkeypatch.setenv('http_proxy', f'http://127.0.0.1:{srv.server_port}')
+        monkeypatch.setenv('no_proxy', '127.0.0.1')
+        assert fetch('http://photos.example/a.jpg', timeout=2) == b'via the proxy'
+        assert srv.seen == ['http://photos.example/a.jpg']
+        with pytest.raises(FetchError) as e: fetch('http://127.0.0.1:9/a.jpg', timeout=2)  # NO_PROXY: straight to a closed port
+        assert e.value.reason == 'connection-error' and len(srv.seen) == 1
+    finally: srv.shutdown(); srv.server_close()
