@@ -132,7 +132,7 @@ def main():
     finally: srv.terminate()
     ratios = [o / f for o, f in zip(times['ours'], times['fastai'])]
     print(f"median wall time: ours {statistics.median(times['ours']):.2f} s, fastai {statistics.median(times['fastai']):.2f} s; "
-          f"median ratio ours/fastai {statistics.median(ratios):.2f}")
+          f"median ratio ours/fastai {statistics.median(ratios):.3f} (rounds: {', '.join(f'{r:.3f}' for r in ratios)})")
     for who in ('ours', 'fastai'):
         g, b = counts[who]
         print(f'{who}: good photos kept {g}/{len(good)}, bad payloads on disk as images {b}/{len(urls) - len(good)}')
