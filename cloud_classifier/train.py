@@ -219,7 +219,11 @@ def find_lr(learn, # the learner, frozen or not
            )->dict:
     "fastai's `lr_find` suggestions (minimum, steep, valley); the plot goes to `out/lr_find.png`."
     import matplotlib.pyplot as plt
-    sug = learn.lr_find(num_it=num_it, suggest_funcs=(minimum, steep, valley), show_plot=out is not None)
+    try: sug = learn.lr_find(num_it=num_it, suggest_funcs=(minimum, steep, valley), show_plot=out is not None)
+    except IndexError:  # fastai's suggestions skip the first tenth and the last 5 steps: nothing was left
+        plt.close('all')
+        raise UserError(f"lr_find stopped after {len(learn.recorder.losses)} of {num_it} steps when the loss diverged, too "
+                        "early to suggest a rate: give a learning rate (--lr) instead") from None
     res = {k: float(v) for k, v in sug._asdict().items()}
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
