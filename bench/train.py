@@ -93,6 +93,7 @@ def main():
     p.add_argument('--probe', type=int, default=0, help='epochs of each stage for a short probe (0: the full recipes)')
     p.add_argument('--b-frozen', type=int, default=None); p.add_argument('--b-epochs', type=int, default=None)
     p.add_argument('--b-lr', default=None); p.add_argument('--b-balance', default=None)
+    p.add_argument('--b-drop-conflicts', action='store_true', help="(b) leaves out training photos whose near duplicates carry another label")
     a = p.parse_args()
     torch.set_num_threads(2)
     files = [f for fs in class_files(CCSN, GENERA10).values() for f in fs]
@@ -121,8 +122,15 @@ def main():
     bal = a.b_balance or D['balance']
     items = partial(get_class_images, folders=GENERA10) if bal != 'equal' else partial(get_equal_images, folders=GENERA10, seed=seed)
     if 'b' in a.runs:  # our defaults
+        b_dir = train_dir
+        if a.b_drop_conflicts:
+            classes_of = {}
+            for f, g in groups.items(): classes_of.setdefault(g, set()).add(Path(f).parent.name)
+            keep = [i for i in tr if len(classes_of.get(groups.get(str(files[i])), ())) < 2]
+            print(json.dumps(dict(dropped_conflicts=len(tr) - len(keep))), flush=True)
+            b_dir = link_split(files, keep, split/'train_b')
         set_seed(seed, reproducible=True)
-        dls = dls_for(train_dir, items, size, D['bs'], seed, [*aug_transforms(), Normalize.from_stats(*imagenet_stats)], weighted=bal == 'weighted')
+        dls = dls_for(b_dir, items, size, D['bs'], seed, [*aug_transforms(), Normalize.from_stats(*imagenet_stats)], weighted=bal == 'weighted')
         learn = make_learner(dls, 'mobilenet_v2', WEIGHTS, cbs=[Count()])
         lr = a.b_lr or D['lr']
         t_lr = time.time()
