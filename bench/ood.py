@@ -65,7 +65,6 @@ def real_model(data: Path, out: Path, size=160, epochs=3, unfrozen=1, bs=32, ret
     models = out/'models'
     if retrain or not (models/'export.pkl').exists():
         learn = make_mobilenet_learner(dls)
-        learn.to_channelslast(use_amp=False)  # several times faster on CPU for depthwise convolutions
         t = time.time()
         learn.fit_one_cycle(epochs, 3e-3)  # make_learner starts pretrained bodies frozen
         if unfrozen:

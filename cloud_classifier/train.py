@@ -14,7 +14,7 @@ import torchvision
 from torch import nn
 from fastai.vision.all import (L, params, vision_learner, Callback, SaveModelCallback, Normalize, imagenet_stats,
                                accuracy, error_rate, minimum, steep, valley, set_seed, CrossEntropyLossFlat,
-                               num_distrib, rank_distrib, distrib_barrier, ChannelsLast)
+                               num_distrib, rank_distrib, distrib_barrier)
 from contextlib import nullcontext
 import fastai.vision.learner as fv_learner
 from .core import defaults, UserError, check
@@ -132,8 +132,7 @@ def make_learner(dls, # `DataLoaders`, e.g. from `cloud_dataloaders`
         load_body_weights(learn.model[0], sd, [n for n, _ in fn(weights=None).named_children()], src)
         _add_imagenet_norm(dls)
         learn.freeze()
-    if channels_last:  # fastai's callback, without its mixed precision (a CPU has no fp16 speed-up)
-        learn.model.to(memory_format=torch.channels_last); learn.add_cb(ChannelsLast())
+    if channels_last: learn.to_channelslast(use_amp=False)  # no mixed precision: a CPU has no fp16 speed-up
     learn.pretrained, learn.arch_name, learn.weights = pretrained, arch, None if not pretrained else str(weights)
     return learn
 
