@@ -4,7 +4,8 @@ One fixed group-aware split (near-duplicate photos kept on one side), evaluated 
   (a) the original notebook's recipe verbatim: `get_equal_images`; RandomResizedCrop(size, min_scale=0.5) +
       aug_transforms(); 4 frozen epochs at 9e-3; unfreeze; 10 epochs at slice(1e-4, 5e-3); fastai's default
       memory layout
-  (b) our default recipe (cloud_classifier.train defaults, with the offline MobileNetV2 weights; channels-last)
+  (b) our default recipe (cloud_classifier.train defaults: every photo, classes balanced per epoch, resize and
+      horizontal flips only; the offline MobileNetV2 weights; channels-last)
   (c) resnet34 from scratch with (b)'s budget: the same epochs over the same images
 All three use the offline MobileNetV2 ImageNet weights where pretrained, ImageNet normalisation, bs 32.
 
@@ -14,11 +15,9 @@ import argparse, json, os, platform, sys, time, warnings
 from pathlib import Path
 warnings.filterwarnings('ignore')
 import numpy as np, torch
-from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, RandomResizedCrop, aug_transforms, Normalize,
-                               imagenet_stats, Callback, CancelValidException, error_rate, set_seed)
-from functools import partial
-from cloud_classifier.data import get_equal_images, get_class_images, label_from_folder, CloudImage, GroupSplitter, class_files
-from cloud_classifier.train import make_learner, evaluate, fit_recipe, TRAIN_DEFAULTS, discriminative_lrs, AUTO_LR, find_lr
+from fastai.vision.all import Callback, CancelValidException, error_rate, set_seed
+from cloud_classifier.data import GroupSplitter, class_files, cloud_dataloaders
+from cloud_classifier.train import make_learner, evaluate, fit_recipe, TRAIN_DEFAULTS, AUGMENTATIONS, AUTO_LR, find_lr
 
 def _shared():
     "../shared beside the repository (a worktree sits one level deeper, so look further up too)."
@@ -60,14 +59,10 @@ class SkipValidation(Callback):
     "Validation is measured once at the end, the same way for every run; skip fastai's per-epoch pass."
     def before_validate(self): raise CancelValidException()
 
-def dls_for(train_dir, items_fn, size, bs, seed, batch_tfms, weighted=False):
-    db = DataBlock(blocks=(ImageBlock(CloudImage), CategoryBlock(vocab=sorted(label_from_folder(Path(d)/'x') for d in train_dir.iterdir()))),
-                   get_items=items_fn, get_y=label_from_folder, splitter=GroupSplitter(0.0, seed),
-                   item_tfms=RandomResizedCrop(size, min_scale=0.5), batch_tfms=batch_tfms)
-    if not weighted: return db.dataloaders(train_dir, bs=bs, num_workers=0, seed=seed)
-    items = items_fn(train_dir); labels = [label_from_folder(f) for f in items]
-    counts = {l: labels.count(l) for l in set(labels)}
-    return db.weighted_dataloaders(train_dir, wgts=[1 / counts[l] for l in labels], bs=bs, num_workers=0, seed=seed)
+def dls_for(train_dir, size, bs, seed, balance, aug, normalize=True):
+    "The `DataLoaders` `train_model` builds, on the fixed training half (nothing held out: validation is `valid_dir`)."
+    return cloud_dataloaders(train_dir, GENERA10, size=size, bs=bs, valid_pct=0.0, seed=seed, balance=balance,
+                             normalize=normalize, **AUGMENTATIONS[aug])
 
 def run(name, learn, n_train, fit, valid_dir, log):
     learn.add_cb(SkipValidation())
@@ -92,7 +87,7 @@ def main():
     p.add_argument('--runs', default='a,b,c')
     p.add_argument('--probe', type=int, default=0, help='epochs of each stage for a short probe (0: the full recipes)')
     p.add_argument('--b-frozen', type=int, default=None); p.add_argument('--b-epochs', type=int, default=None)
-    p.add_argument('--b-lr', default=None); p.add_argument('--b-balance', default=None)
+    p.add_argument('--b-lr', default=None); p.add_argument('--b-balance', default=None); p.add_argument('--b-aug', default=None)
     p.add_argument('--b-drop-conflicts', action='store_true', help="(b) leaves out training photos whose near duplicates carry another label")
     a = p.parse_args()
     torch.set_num_threads(2)
@@ -110,8 +105,7 @@ def main():
     ef, e = (a.probe, a.probe) if a.probe else (4, 10)
     if 'a' in a.runs:  # the original notebook's recipe, verbatim
         set_seed(seed, reproducible=True)
-        dls = dls_for(train_dir, partial(get_equal_images, folders=GENERA10, seed=seed), size, 32, seed,
-                      [*aug_transforms(), Normalize.from_stats(*imagenet_stats)])
+        dls = dls_for(train_dir, size, 32, seed, 'equal', 'zoom')  # RandomResizedCrop(size, min_scale=0.5) + aug_transforms()
         learn = make_learner(dls, 'mobilenet_v2', WEIGHTS, metrics=error_rate, cbs=[Count()], channels_last=False)  # fastai's layout
         def fit_a(l):
             l.fit_one_cycle(ef, 9e-3); l.unfreeze(); l.fit_one_cycle(e, slice(1e-4, 5e-3))
@@ -120,7 +114,7 @@ def main():
     bf, be = a.b_frozen if a.b_frozen is not None else D['epochs_frozen'], a.b_epochs if a.b_epochs is not None else D['epochs']
     if a.probe: bf, be = a.probe, a.probe
     bal = a.b_balance or D['balance']
-    items = partial(get_class_images, folders=GENERA10) if bal != 'equal' else partial(get_equal_images, folders=GENERA10, seed=seed)
+    aug = a.b_aug or D['aug']
     if 'b' in a.runs:  # our defaults
         b_dir = train_dir
         if a.b_drop_conflicts:
@@ -130,21 +124,21 @@ def main():
             print(json.dumps(dict(dropped_conflicts=len(tr) - len(keep))), flush=True)
             b_dir = link_split(files, keep, split/'train_b')
         set_seed(seed, reproducible=True)
-        dls = dls_for(b_dir, items, size, D['bs'], seed, [*aug_transforms(), Normalize.from_stats(*imagenet_stats)], weighted=bal == 'weighted')
+        dls = dls_for(b_dir, size, D['bs'], seed, bal, aug)
         learn = make_learner(dls, 'mobilenet_v2', WEIGHTS, cbs=[Count()])
         lr = a.b_lr or D['lr']
         t_lr = time.time()
         if lr == 'auto': lr = find_lr(learn, a.out, num_it=100)[AUTO_LR]
         t_lr = time.time() - t_lr
-        b = run(f'b: our defaults (mobilenet_v2, {bal}, {bf}+{be} epochs, lr {float(lr):.2e})', learn, len(dls.train_ds),
+        b = run(f'b: our defaults (mobilenet_v2, {bal}, aug {aug}, {bf}+{be} epochs, lr {float(lr):.2e})', learn, len(dls.train_ds),
                 lambda l: fit_recipe(l, bf, be, lr=float(lr), checkpoint=False), valid_dir, log)
         b['lr_find_s'] = t_lr
     if 'c' in a.runs:  # resnet34 from scratch, the same passes over the same images as (b)
         n_ep = bf + be
         set_seed(seed, reproducible=True)
-        dls = dls_for(train_dir, items, size, D['bs'], seed, aug_transforms(), weighted=bal == 'weighted')
+        dls = dls_for(train_dir, size, D['bs'], seed, bal, aug, normalize=False)
         learn = make_learner(dls, 'resnet34', None, cbs=[Count()])
-        run(f'c: resnet34 from scratch ({bal}, {n_ep} epochs, lr 3e-3 one-cycle)', learn, len(dls.train_ds),
+        run(f'c: resnet34 from scratch ({bal}, aug {aug}, {n_ep} epochs, lr 3e-3 one-cycle)', learn, len(dls.train_ds),
             lambda l: l.fit_one_cycle(n_ep, 3e-3), valid_dir, log)
     (a.out/'results.json').write_text(json.dumps(log, indent=1))
 

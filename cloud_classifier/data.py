@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 from fastai.vision.all import (PILImage, DataBlock, ImageBlock, CategoryBlock, Resize, RandomResizedCrop,
-                               aug_transforms, Normalize, imagenet_stats)
+                               aug_transforms, Flip, Normalize, imagenet_stats)
 from .core import defaults, UserError, check
 from .genera import class_name
 from .images import image_files, open_image
@@ -137,6 +137,11 @@ def _item_tfms(item_tfms, size):
     if item_tfms == 'resize': return Resize(size)
     return item_tfms
 
+def _batch_tfms(batch_tfms)->list:
+    if batch_tfms == 'aug': return aug_transforms()
+    if batch_tfms == 'flip': return [Flip()]
+    return list(batch_tfms or [])
+
 def cloud_datablock(path:Path, # folder holding one sub-folder per class
                     classes:list|None=None, # classes to use; all when None
                     size:int=defaults.size, # image side the model sees
@@ -146,7 +151,7 @@ def cloud_datablock(path:Path, # folder holding one sub-folder per class
                     n_per_class:int|None=None, # cap on images per class with "equal"
                     groups:dict|None=None, # file -> near-duplicate group, kept on one side of the split
                     item_tfms='crop', # "crop", "resize", or fastai item transforms
-                    batch_tfms='aug', # "aug" for `aug_transforms()`, None, or fastai batch transforms
+                    batch_tfms='aug', # "aug" for `aug_transforms()`, "flip", None, or fastai batch transforms
                     normalize:bool=False, # add ImageNet normalisation (pretrained bodies)
                    )->DataBlock:
     "The `DataBlock` for a folder-per-class image set."
@@ -155,7 +160,7 @@ def cloud_datablock(path:Path, # folder holding one sub-folder per class
     folders = list(found)
     get_items = (partial(get_equal_images, folders=folders, seed=seed, n=n_per_class) if balance == 'equal'
                  else partial(get_class_images, folders=folders))
-    btfms = aug_transforms() if batch_tfms == 'aug' else list(batch_tfms or [])
+    btfms = _batch_tfms(batch_tfms)
     if normalize: btfms = [*btfms, Normalize.from_stats(*imagenet_stats)]
     return DataBlock(blocks=(ImageBlock(CloudImage), CategoryBlock(vocab=sorted(folders))),
                      get_items=get_items, get_y=label_from_folder,

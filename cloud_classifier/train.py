@@ -22,10 +22,11 @@ from .data import class_files, list_classes, label_from_folder, cloud_dataloader
 from .images import check_image
 
 # %% auto #0
-__all__ = ['ARCHS', 'AUTO_LR', 'TRAIN_DEFAULTS', 'get_arch', 'imagenet_state_dict', 'read_state_dict', 'load_body_weights',
-           'make_learner', 'classification_metrics', 'verify_images', 'labelled_items', 'evaluate', 'find_lr',
-           'BestCheckpoint', 'ProgressCheckpoint', 'discriminative_lrs', 'fit_recipe', 'distributed', 'History',
-           'plot_confusion', 'plot_history', 'plot_top_losses', 'files_hash', 'train_model', 'write_reports', 'summary']
+__all__ = ['ARCHS', 'AUTO_LR', 'TRAIN_DEFAULTS', 'AUGMENTATIONS', 'get_arch', 'imagenet_state_dict', 'read_state_dict',
+           'load_body_weights', 'make_learner', 'classification_metrics', 'verify_images', 'labelled_items', 'evaluate',
+           'find_lr', 'BestCheckpoint', 'ProgressCheckpoint', 'discriminative_lrs', 'fit_recipe', 'distributed',
+           'History', 'plot_confusion', 'plot_history', 'plot_top_losses', 'files_hash', 'train_model', 'write_reports',
+           'summary']
 
 # %% ../nbs/04_train.ipynb #c92023cc
 def _mobilenet_v2_split(m): return L(m[0][0][:10], m[0][0][10:], m[1:]).map(params)
@@ -382,7 +383,9 @@ def plot_top_losses(files:list, # image files, in the order of `probs`
 
 # %% ../nbs/04_train.ipynb #ba453095
 TRAIN_DEFAULTS = dict(arch='resnet34', weights='imagenet', size=defaults.size, epochs_frozen=2, epochs=5, lr=5e-3,
-                      bs=defaults.bs, seed=defaults.seed, balance='weighted', valid_pct=defaults.valid_pct)
+                      bs=defaults.bs, seed=defaults.seed, balance='weighted', valid_pct=defaults.valid_pct, aug='flip')
+AUGMENTATIONS = dict(flip=dict(item_tfms='resize', batch_tfms='flip'),  # the photo's scale and light kept
+                     zoom=dict(item_tfms='crop', batch_tfms='aug'))     # fastai's usual random crops, zoom, warp, lighting
 
 def files_hash(files:list, # the training files
                root:Path, # the data folder they are named relative to
@@ -412,6 +415,7 @@ def train_model(data:Path, # folder with one sub-folder per class
                 bs:int=TRAIN_DEFAULTS['bs'], # batch size
                 seed:int=TRAIN_DEFAULTS['seed'], # seed for sampling, the split and training
                 balance:str=TRAIN_DEFAULTS['balance'], # "equal", "weighted" or "none"
+                aug:str=TRAIN_DEFAULTS['aug'], # "flip" (resize, horizontal flips) or "zoom" (random crops, `aug_transforms`)
                 classes:list|None=None, # classes to train on; all folders when None
                 test:Path|None=None, # a separate labelled folder to measure on
                 groups:dict|None=None, # file -> near-duplicate group, kept on one side of the split
@@ -428,7 +432,7 @@ def train_model(data:Path, # folder with one sub-folder per class
     ckpt = out/'checkpoints'
     args = dict(data=str(data), arch=arch, weights=None if _is_scratch(weights) else str(weights), size=size,
                 epochs_frozen=epochs_frozen, epochs=epochs, lr=lr, lrs=list(lrs) if lrs else None, bs=bs, seed=seed,
-                balance=balance, classes=classes, test=str(test) if test else None, valid_pct=valid_pct,
+                balance=balance, aug=aug, classes=classes, test=str(test) if test else None, valid_pct=valid_pct,
                 **{k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, type(None)))})
     state = {}
     if resume:
@@ -438,11 +442,12 @@ def train_model(data:Path, # folder with one sub-folder per class
         args.update(state['args'])
         print(f"resuming {out}: epochs done {state.get('done', {})}")
     check(args['balance'] in BALANCES, f"unknown balance {args['balance']!r}: use one of {', '.join(BALANCES)}")
+    check(args['aug'] in AUGMENTATIONS, f"unknown augmentation {args['aug']!r}: use one of {', '.join(AUGMENTATIONS)}")
     found = class_files(data, args['classes'])
     verify_images([f for fs in found.values() for f in fs], str(data))
     if test: labelled_items(test, list(found))  # a bad test folder fails now, not after training
     set_seed(args['seed'], reproducible=True)
-    dkw = {k: v for k, v in kwargs.items()}
+    dkw = {**AUGMENTATIONS[args['aug']], **kwargs}
     dls = cloud_dataloaders(data, classes=args['classes'], size=args['size'], bs=args['bs'], valid_pct=args['valid_pct'],
                             seed=args['seed'], balance=args['balance'], groups=groups, normalize=not _is_scratch(args['weights']), **dkw)
     check(len(dls.valid_ds) > 0, f"the validation set is empty ({len(dls.train_ds)} images in all): add images or raise valid_pct")
