@@ -5,7 +5,7 @@ One fixed group-aware split (near-duplicate photos kept on one side), evaluated 
       aug_transforms(); 4 frozen epochs at 9e-3; unfreeze; 10 epochs at slice(1e-4, 5e-3); fastai's default
       memory layout
   (b) our default recipe (cloud_classifier.train defaults: every photo, classes balanced per epoch, resize and
-      horizontal flips only; the offline MobileNetV2 weights; channels-last)
+      horizontal flips only, label smoothing 0.1; the offline MobileNetV2 weights; channels-last)
   (c) resnet34 from scratch with (b)'s budget: the same epochs over the same images
 All three use the offline MobileNetV2 ImageNet weights where pretrained, ImageNet normalisation, bs 32.
 
@@ -125,19 +125,19 @@ def main():
             b_dir = link_split(files, keep, split/'train_b')
         set_seed(seed, reproducible=True)
         dls = dls_for(b_dir, size, D['bs'], seed, bal, aug)
-        learn = make_learner(dls, 'mobilenet_v2', WEIGHTS, cbs=[Count()])
+        learn = make_learner(dls, 'mobilenet_v2', WEIGHTS, cbs=[Count()], label_smoothing=D['label_smoothing'])
         lr = a.b_lr or D['lr']
         t_lr = time.time()
         if lr == 'auto': lr = find_lr(learn, a.out, num_it=100)[AUTO_LR]
         t_lr = time.time() - t_lr
-        b = run(f'b: our defaults (mobilenet_v2, {bal}, aug {aug}, {bf}+{be} epochs, lr {float(lr):.2e})', learn, len(dls.train_ds),
+        b = run(f'b: our defaults (mobilenet_v2, {bal}, aug {aug}, label smoothing {D['label_smoothing']}, {bf}+{be} epochs, lr {float(lr):.2e})', learn, len(dls.train_ds),
                 lambda l: fit_recipe(l, bf, be, lr=float(lr), checkpoint=False), valid_dir, log)
         b['lr_find_s'] = t_lr
     if 'c' in a.runs:  # resnet34 from scratch, the same passes over the same images as (b)
         n_ep = bf + be
         set_seed(seed, reproducible=True)
         dls = dls_for(train_dir, size, D['bs'], seed, bal, aug, normalize=False)
-        learn = make_learner(dls, 'resnet34', None, cbs=[Count()])
+        learn = make_learner(dls, 'resnet34', None, cbs=[Count()], label_smoothing=D['label_smoothing'])
         run(f'c: resnet34 from scratch ({bal}, aug {aug}, {n_ep} epochs, lr 3e-3 one-cycle)', learn, len(dls.train_ds),
             lambda l: l.fit_one_cycle(n_ep, 3e-3), valid_dir, log)
     (a.out/'results.json').write_text(json.dumps(log, indent=1))

@@ -171,6 +171,7 @@ def _lr(s:str):
          arg('--seed', type=int, default=defaults.seed, help='random seed (sampling, split, training)'),
          arg('--balance', choices=['equal', 'weighted', 'none'], default=None, help='equal: same number per class; weighted: every image, classes balanced per epoch'),
          arg('--aug', choices=['flip', 'zoom'], default=None, help="flip: resize and mirror only, the photo's scale and light kept (default); zoom: fastai's random crops, zoom, warp, lighting"),
+         arg('--label-smoothing', type=float, default=None, help="share of each target spread over the other classes (default: the recipe's; 0 for plain cross-entropy)"),
          arg('--classes', nargs='+', help='train on these classes only'),
          arg('--test', type=Path, help='a separate labelled folder to measure the model on'),
          arg('--valid-pct', type=float, default=defaults.valid_pct, help='share of images held out for validation'),
@@ -187,7 +188,8 @@ def _train(args):
     learn, res = train_model(args.data, args.out, arch=args.arch, weights=args.weights, size=args.size, groups=groups,
                              epochs_frozen=D['epochs_frozen'] if args.epochs_frozen is None else args.epochs_frozen,
                              epochs=D['epochs'] if args.epochs is None else args.epochs, lr=D['lr'] if args.lr is None else args.lr, lrs=args.lr_slice,
-                             bs=args.bs, seed=args.seed, balance=args.balance or D['balance'], aug=args.aug or D['aug'], classes=args.classes,
+                             bs=args.bs, seed=args.seed, balance=args.balance or D['balance'], aug=args.aug or D['aug'],
+                             label_smoothing=D['label_smoothing'] if args.label_smoothing is None else args.label_smoothing, classes=args.classes,
                              test=args.test, valid_pct=args.valid_pct, resume=args.resume)
     fname = export_model(learn, args.out, metrics=res['metrics'], data=res['data'], args=res['args'])
     print(summary(res, args.out))
@@ -349,7 +351,7 @@ def _options_of(name:str, *skip:str)->tuple:
     return tuple(a for a in _COMMANDS[name]['args'] if a[0][0] not in skip)
 
 _TRAIN_KEYS = dict(arch='arch', weights='weights', size='size', epochs_frozen='epochs_frozen', epochs='epochs', lr='lr',
-                   lrs='lr_slice', bs='bs', seed='seed', balance='balance', aug='aug', test='test', valid_pct='valid_pct')
+                   lrs='lr_slice', bs='bs', seed='seed', balance='balance', aug='aug', label_smoothing='label_smoothing', test='test', valid_pct='valid_pct')
 
 @command('run', 'The main job: scrape, verify, de-duplicate, train, evaluate and export, each stage resumable.',
          arg('dest', type=Path, help='folder for everything the run writes: data/ (scraped photos), models/, run.json'),

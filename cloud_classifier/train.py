@@ -14,6 +14,7 @@ import torchvision
 from torch import nn
 from fastai.vision.all import (L, params, vision_learner, Callback, SaveModelCallback, Normalize, imagenet_stats,
                                accuracy, error_rate, minimum, steep, valley, set_seed, CrossEntropyLossFlat,
+                               LabelSmoothingCrossEntropyFlat,
                                num_distrib, rank_distrib, distrib_barrier)
 from contextlib import nullcontext
 import fastai.vision.learner as fv_learner
@@ -117,10 +118,12 @@ def make_learner(dls, # `DataLoaders`, e.g. from `cloud_dataloaders`
                  weights:str|Path|None='imagenet', # "imagenet", a local state-dict file, or None for scratch
                  metrics=None, # fastai metrics; accuracy and error rate when None
                  channels_last:bool=True, # train in PyTorch's channels-last memory layout (faster on CPUs and recent GPUs)
-                 **kwargs, # passed to `vision_learner` (path, model_dir, cbs, ps, ...)
+                 label_smoothing:float=0.0, # share of each target spread over the other classes (0: plain cross-entropy)
+                 **kwargs, # passed to `vision_learner` (path, model_dir, cbs, ps, loss_func, ...)
                 ):
     "A fastai vision learner; pretrained bodies get ImageNet normalisation and start frozen."
     fn = get_arch(arch)
+    if label_smoothing: kwargs.setdefault('loss_func', LabelSmoothingCrossEntropyFlat(eps=label_smoothing))
     pretrained = not _is_scratch(weights)
     sd = None
     if pretrained:
@@ -383,7 +386,8 @@ def plot_top_losses(files:list, # image files, in the order of `probs`
 
 # %% ../nbs/04_train.ipynb #ba453095
 TRAIN_DEFAULTS = dict(arch='resnet34', weights='imagenet', size=defaults.size, epochs_frozen=2, epochs=5, lr=5e-3,
-                      bs=defaults.bs, seed=defaults.seed, balance='weighted', valid_pct=defaults.valid_pct, aug='flip')
+                      bs=defaults.bs, seed=defaults.seed, balance='weighted', valid_pct=defaults.valid_pct, aug='flip',
+                      label_smoothing=0.1)
 AUGMENTATIONS = dict(flip=dict(item_tfms='resize', batch_tfms='flip'),  # the photo's scale and light kept
                      zoom=dict(item_tfms='crop', batch_tfms='aug'))     # fastai's usual random crops, zoom, warp, lighting
 
@@ -416,6 +420,7 @@ def train_model(data:Path, # folder with one sub-folder per class
                 seed:int=TRAIN_DEFAULTS['seed'], # seed for sampling, the split and training
                 balance:str=TRAIN_DEFAULTS['balance'], # "equal", "weighted" or "none"
                 aug:str=TRAIN_DEFAULTS['aug'], # "flip" (resize, horizontal flips) or "zoom" (random crops, `aug_transforms`)
+                label_smoothing:float=TRAIN_DEFAULTS['label_smoothing'], # share of each target spread over the other classes
                 classes:list|None=None, # classes to train on; all folders when None
                 test:Path|None=None, # a separate labelled folder to measure on
                 groups:dict|None=None, # file -> near-duplicate group, kept on one side of the split
@@ -432,7 +437,7 @@ def train_model(data:Path, # folder with one sub-folder per class
     ckpt = out/'checkpoints'
     args = dict(data=str(data), arch=arch, weights=None if _is_scratch(weights) else str(weights), size=size,
                 epochs_frozen=epochs_frozen, epochs=epochs, lr=lr, lrs=list(lrs) if lrs else None, bs=bs, seed=seed,
-                balance=balance, aug=aug, classes=classes, test=str(test) if test else None, valid_pct=valid_pct,
+                balance=balance, aug=aug, label_smoothing=label_smoothing, classes=classes, test=str(test) if test else None, valid_pct=valid_pct,
                 **{k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, type(None)))})
     state = {}
     if resume:
@@ -451,7 +456,7 @@ def train_model(data:Path, # folder with one sub-folder per class
     dls = cloud_dataloaders(data, classes=args['classes'], size=args['size'], bs=args['bs'], valid_pct=args['valid_pct'],
                             seed=args['seed'], balance=args['balance'], groups=groups, normalize=not _is_scratch(args['weights']), **dkw)
     check(len(dls.valid_ds) > 0, f"the validation set is empty ({len(dls.train_ds)} images in all): add images or raise valid_pct")
-    learn = make_learner(dls, args['arch'], args['weights'], path=out, model_dir='checkpoints')
+    learn = make_learner(dls, args['arch'], args['weights'], label_smoothing=args['label_smoothing'], path=out, model_dir='checkpoints')
     ckpt.mkdir(parents=True, exist_ok=True)
     if resume: learn.load('last', with_opt=True, weights_only=False)
     state['args'] = args
