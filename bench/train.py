@@ -130,7 +130,7 @@ def main():
         t_lr = time.time()
         if lr == 'auto': lr = find_lr(learn, a.out, num_it=100)[AUTO_LR]
         t_lr = time.time() - t_lr
-        b = run(f'b: our defaults (mobilenet_v2, {bal}, aug {aug}, label smoothing {D['label_smoothing']}, {bf}+{be} epochs, lr {float(lr):.2e})', learn, len(dls.train_ds),
+        b = run(f'b: our defaults (mobilenet_v2, {bal}, aug {aug}, label smoothing {D["label_smoothing"]}, {bf}+{be} epochs, lr {float(lr):.2e})', learn, len(dls.train_ds),
                 lambda l: fit_recipe(l, bf, be, lr=float(lr), checkpoint=False), valid_dir, log)
         b['lr_find_s'] = t_lr
     if 'c' in a.runs:  # resnet34 from scratch, the same passes over the same images as (b)
