@@ -85,15 +85,17 @@ def main():
     p.add_argument('--size', type=int, default=224)
     p.add_argument('--out', type=Path, default=Path('/tmp/cc-bench'))
     p.add_argument('--runs', default='a,b,c')
+    p.add_argument('--split-seed', type=int, default=42, help='seed of the group-aware split (42: the split RESULTS.md reports)')
     p.add_argument('--probe', type=int, default=0, help='epochs of each stage for a short probe (0: the full recipes)')
     p.add_argument('--b-frozen', type=int, default=None); p.add_argument('--b-epochs', type=int, default=None)
     p.add_argument('--b-lr', default=None); p.add_argument('--b-balance', default=None); p.add_argument('--b-aug', default=None)
+    p.add_argument('--b-label-smoothing', type=float, default=None)
     p.add_argument('--b-drop-conflicts', action='store_true', help="(b) leaves out training photos whose near duplicates carry another label")
     a = p.parse_args()
     torch.set_num_threads(2)
     files = [f for fs in class_files(CCSN, GENERA10).values() for f in fs]
     t = time.time(); groups = near_duplicate_groups(files); t_groups = time.time() - t
-    tr, va = GroupSplitter(0.2, 42, groups)(files)
+    tr, va = GroupSplitter(0.2, a.split_seed, groups)(files)
     split = a.out/'split'
     if split.exists(): import shutil; shutil.rmtree(split)
     train_dir, valid_dir = link_split(files, tr, split/'train'), link_split(files, va, split/'valid')
@@ -115,6 +117,7 @@ def main():
     if a.probe: bf, be = a.probe, a.probe
     bal = a.b_balance or D['balance']
     aug = a.b_aug or D['aug']
+    ls = D['label_smoothing'] if a.b_label_smoothing is None else a.b_label_smoothing
     if 'b' in a.runs:  # our defaults
         b_dir = train_dir
         if a.b_drop_conflicts:
@@ -125,19 +128,19 @@ def main():
             b_dir = link_split(files, keep, split/'train_b')
         set_seed(seed, reproducible=True)
         dls = dls_for(b_dir, size, D['bs'], seed, bal, aug)
-        learn = make_learner(dls, 'mobilenet_v2', WEIGHTS, cbs=[Count()], label_smoothing=D['label_smoothing'])
+        learn = make_learner(dls, 'mobilenet_v2', WEIGHTS, cbs=[Count()], label_smoothing=ls)
         lr = a.b_lr or D['lr']
         t_lr = time.time()
         if lr == 'auto': lr = find_lr(learn, a.out, num_it=100)[AUTO_LR]
         t_lr = time.time() - t_lr
-        b = run(f'b: our defaults (mobilenet_v2, {bal}, aug {aug}, label smoothing {D["label_smoothing"]}, {bf}+{be} epochs, lr {float(lr):.2e})', learn, len(dls.train_ds),
+        b = run(f'b: our defaults (mobilenet_v2, {bal}, aug {aug}, label smoothing {ls}, {bf}+{be} epochs, lr {float(lr):.2e})', learn, len(dls.train_ds),
                 lambda l: fit_recipe(l, bf, be, lr=float(lr), checkpoint=False), valid_dir, log)
         b['lr_find_s'] = t_lr
     if 'c' in a.runs:  # resnet34 from scratch, the same passes over the same images as (b)
         n_ep = bf + be
         set_seed(seed, reproducible=True)
         dls = dls_for(train_dir, size, D['bs'], seed, bal, aug, normalize=False)
-        learn = make_learner(dls, 'resnet34', None, cbs=[Count()], label_smoothing=D['label_smoothing'])
+        learn = make_learner(dls, 'resnet34', None, cbs=[Count()], label_smoothing=ls)
         run(f'c: resnet34 from scratch ({bal}, aug {aug}, {n_ep} epochs, lr 3e-3 one-cycle)', learn, len(dls.train_ds),
             lambda l: l.fit_one_cycle(n_ep, 3e-3), valid_dir, log)
     (a.out/'results.json').write_text(json.dumps(log, indent=1))
