@@ -14,9 +14,10 @@ All three use the offline MobileNetV2 ImageNet weights where pretrained, ImageNe
 import argparse, json, os, platform, sys, time, warnings
 from pathlib import Path
 warnings.filterwarnings('ignore')
-import numpy as np, torch
+import torch
 from fastai.vision.all import Callback, CancelValidException, error_rate, set_seed
 from cloud_classifier.data import GroupSplitter, class_files, cloud_dataloaders
+from cloud_classifier.dedupe import split_groups, THRESHOLD
 from cloud_classifier.train import make_learner, evaluate, fit_recipe, TRAIN_DEFAULTS, AUGMENTATIONS, AUTO_LR, find_lr
 
 def _shared():
@@ -27,25 +28,10 @@ CCSN = Path(os.environ.get('CLOUD_CLASSIFIER_DATA', _shared()/'data'/'ccsn'))
 WEIGHTS = _shared()/'weights'/'mobilenet_v2-imagenet-features.pth'
 GENERA10 = ['Ac', 'As', 'Cb', 'Cc', 'Ci', 'Cs', 'Cu', 'Ns', 'Sc', 'St']
 
-def near_duplicate_groups(files, max_dist=4):
-    "file -> group id for photos whose perceptual hashes differ by at most `max_dist` bits (union-find)."
-    try:
-        from cloud_classifier.dedupe import split_groups  # the dedupe stage, when it is there
-        return split_groups(CCSN)
-    except ImportError: pass
-    import imagehash
-    from cloud_classifier.images import open_image
-    bits = np.array([imagehash.phash(open_image(f, max_side=256)).hash.flatten() for f in files])
-    parent = list(range(len(files)))
-    def find(i):
-        while parent[i] != i: parent[i] = parent[parent[i]]; i = parent[i]
-        return i
-    for i in range(len(files)):
-        d = (bits[i+1:] != bits[i]).sum(1)
-        for j in np.nonzero(d <= max_dist)[0] + i + 1: parent[find(int(j))] = find(i)
-    roots = [find(i) for i in range(len(files))]
-    sizes = {r: roots.count(r) for r in set(roots)}
-    return {str(f): f'g{r}' for f, r in zip(files, roots) if sizes[r] > 1}
+def near_duplicate_groups(files):
+    "file -> group id for `files` in a near-duplicate group: the dedupe stage's `split_groups` (pHash, its threshold)."
+    wanted = {str(f) for f in files}
+    return {f: g for f, g in split_groups(CCSN).items() if f in wanted}
 
 def link_split(files, idx, dest):
     "Symlink the chosen files into dest/<class>/ (the data set is left untouched)."
@@ -99,7 +85,7 @@ def main():
     split = a.out/'split'
     if split.exists(): import shutil; shutil.rmtree(split)
     train_dir, valid_dir = link_split(files, tr, split/'train'), link_split(files, va, split/'valid')
-    info = dict(n_images=len(files), n_groups_multi=len(set(groups.values())), n_in_groups=len(groups), n_train=len(tr),
+    info = dict(n_images=len(files), phash_bits=THRESHOLD, n_groups_multi=len(set(groups.values())), n_in_groups=len(groups), n_train=len(tr),
                 n_valid=len(va), groups_s=round(t_groups, 1), size=a.size, torch=torch.__version__, threads=torch.get_num_threads(),
                 machine=platform.machine(), cpus=os.cpu_count(), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
     print(json.dumps(info), flush=True)
