@@ -448,6 +448,7 @@ def train_model(data:Path, # folder with one sub-folder per class
         print(f"resuming {out}: epochs done {state.get('done', {})}")
     check(args['balance'] in BALANCES, f"unknown balance {args['balance']!r}: use one of {', '.join(BALANCES)}")
     check(args['aug'] in AUGMENTATIONS, f"unknown augmentation {args['aug']!r}: use one of {', '.join(AUGMENTATIONS)}")
+    check(0 <= args['label_smoothing'] < 1, f"label smoothing {args['label_smoothing']} is not in [0, 1): give e.g. 0.1, or 0 for none")
     found = class_files(data, args['classes'])
     verify_images([f for fs in found.values() for f in fs], str(data))
     if test: labelled_items(test, list(found))  # a bad test folder fails now, not after training
