@@ -404,6 +404,9 @@ def _data_summary(dls, root:Path)->dict:
                 train_counts={str(c): tr.count(c) for c in dls.vocab}, valid_counts={str(c): va.count(c) for c in dls.vocab},
                 n_train=len(tr), n_valid=len(va), train_files_sha256=files_hash(dls.train_ds.items, root))
 
+# A run recorded before a setting existed trained with what it then was: random crops, plain cross-entropy.
+_UNRECORDED = dict(aug='zoom', label_smoothing=0.0)
+
 def _resume_hint(out, data):
     return f"resume with: cloud-classifier train {data} --out {out} --resume   (or train_model(..., resume=True))"
 
@@ -443,8 +446,9 @@ def train_model(data:Path, # folder with one sub-folder per class
     if resume:
         check((ckpt/'progress.json').exists() and (ckpt/'last.pth').exists(),
               f"nothing to resume in {out}: no checkpoints/progress.json and last.pth there; train without --resume")
-        state = json.loads((ckpt/'progress.json').read_text())
-        args.update(state['args'])
+        try: state = json.loads((ckpt/'progress.json').read_text()); recorded = dict(state['args'])
+        except (ValueError, KeyError, TypeError): raise UserError(f"{ckpt/'progress.json'} cannot be read: train again without --resume")
+        args.update({**_UNRECORDED, **recorded})
         print(f"resuming {out}: epochs done {state.get('done', {})}")
     check(args['balance'] in BALANCES, f"unknown balance {args['balance']!r}: use one of {', '.join(BALANCES)}")
     check(args['aug'] in AUGMENTATIONS, f"unknown augmentation {args['aug']!r}: use one of {', '.join(AUGMENTATIONS)}")

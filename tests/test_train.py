@@ -132,6 +132,24 @@ def test_interrupted_run_resumes_from_its_checkpoint(image_set, tmp_path, capsys
     assert [e['epoch'] for e in res['history']] == [1, 2]  # only the two epochs left were run
     with pytest.raises(UserError, match='nothing to resume'): train_model(image_set, tmp_path/'other', resume=True, **kw)
 
+def test_resume_keeps_the_recorded_settings(image_set, tmp_path, capsys):
+    "A resumed run trains on with the settings it was started with, whatever the call now says or the defaults now are."
+    out, kw = tmp_path/'models', dict(arch='resnet18', weights=None, epochs_frozen=1, epochs=2, lr=1e-3, reports=False, **SMALL)
+    with pytest.raises(KeyboardInterrupt): train_model(image_set, out, aug='flip', label_smoothing=0.2, cbs=[CtrlC()], **kw)
+    learn, res = train_model(image_set, out, resume=True, aug='zoom', label_smoothing=0.0, **kw)
+    assert res['args']['aug'] == 'flip' and res['args']['label_smoothing'] == 0.2 and learn.loss_func.func.eps == 0.2
+    # a run recorded before augmentation and label smoothing were settings trained with random crops and plain cross-entropy
+    with pytest.raises(KeyboardInterrupt): train_model(image_set, out, cbs=[CtrlC()], **kw)
+    prog = out/'checkpoints'/'progress.json'
+    state = json.loads(prog.read_text()); del state['args']['aug'], state['args']['label_smoothing']; prog.write_text(json.dumps(state))
+    learn, res = train_model(image_set, out, resume=True, **kw)
+    assert res['args']['aug'] == 'zoom' and res['args']['label_smoothing'] == 0.0 and not hasattr(learn.loss_func.func, 'eps')
+    with pytest.raises(KeyboardInterrupt): train_model(image_set, out, cbs=[CtrlC()], **kw)
+    prog.write_text('{"args": ')  # cut short
+    with pytest.raises(UserError, match='progress.json cannot be read: train again without --resume'):
+        train_model(image_set, out, resume=True, **kw)
+    assert prog.read_text() == '{"args": '  # left as it was
+
 def _shared(*parts):
     p = next((d/'shared' for d in Path(__file__).resolve().parents if (d/'shared'/'weights').exists()), None)
     return p.joinpath(*parts) if p and p.joinpath(*parts).exists() else None
