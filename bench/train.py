@@ -9,7 +9,7 @@ One fixed group-aware split (near-duplicate photos kept on one side), evaluated 
   (c) resnet34 from scratch with (b)'s budget: the same epochs over the same images
 All three use the offline MobileNetV2 ImageNet weights where pretrained, ImageNet normalisation, bs 32.
 
-  flock /tmp/cc-bench.lock python bench/train.py [--size 224] [--out /tmp/cc-bench] [--probe]
+  flock /tmp/cc-bench.lock python bench/train.py [--size 224] [--out /tmp/cc-bench] [--seed 42] [--split-seed 42] [--probe N]
 """
 import argparse, json, os, platform, sys, time, warnings
 from pathlib import Path
@@ -72,6 +72,7 @@ def main():
     p.add_argument('--out', type=Path, default=Path('/tmp/cc-bench'))
     p.add_argument('--runs', default='a,b,c')
     p.add_argument('--split-seed', type=int, default=42, help='seed of the group-aware split (42: the split RESULTS.md reports)')
+    p.add_argument('--seed', type=int, default=42, help='seed of sampling, augmentation and training, the same for every run (42: the runs RESULTS.md reports first)')
     p.add_argument('--probe', type=int, default=0, help='epochs of each stage for a short probe (0: the full recipes)')
     p.add_argument('--b-frozen', type=int, default=None); p.add_argument('--b-epochs', type=int, default=None)
     p.add_argument('--b-lr', default=None); p.add_argument('--b-balance', default=None); p.add_argument('--b-aug', default=None)
@@ -87,9 +88,9 @@ def main():
     train_dir, valid_dir = link_split(files, tr, split/'train'), link_split(files, va, split/'valid')
     info = dict(n_images=len(files), phash_bits=THRESHOLD, n_groups_multi=len(set(groups.values())), n_in_groups=len(groups), n_train=len(tr),
                 n_valid=len(va), groups_s=round(t_groups, 1), size=a.size, torch=torch.__version__, threads=torch.get_num_threads(),
-                machine=platform.machine(), cpus=os.cpu_count(), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
+                machine=platform.machine(), cpus=os.cpu_count(), seed=a.seed, split_seed=a.split_seed, date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
     print(json.dumps(info), flush=True)
-    log, size, seed = [info], a.size, 42
+    log, size, seed = [info], a.size, a.seed
     ef, e = (a.probe, a.probe) if a.probe else (4, 10)
     if 'a' in a.runs:  # the original notebook's recipe, verbatim
         set_seed(seed, reproducible=True)
