@@ -54,3 +54,17 @@ def test_data_stats_on_ccsn():
     r = run_cli('data', 'stats', shared_dir('data', 'ccsn'), '--json')
     st = json.loads(r.stdout)
     assert st['total'] == 2001 and st['counts']['Cumulus'] == 135
+
+def test_choices_match_the_library():
+    "The commands offer exactly the choices the library accepts (they are spelled out so that --help needs no torch)."
+    from cloud_classifier import cli
+    from cloud_classifier.data import BALANCES
+    from cloud_classifier.train import AUGMENTATIONS
+    from cloud_classifier.predict import ENGINES
+    want, seen = {'--balance': set(BALANCES), '--aug': set(AUGMENTATIONS), '--engine': set(ENGINES)}, []
+    for name, c in cli._COMMANDS.items():
+        for names, kw in c['args']:
+            if names[0] in want:
+                assert set(kw['choices']) == want[names[0]], f"{name} {names[0]}"
+                seen.append((name, names[0]))
+    assert {o for _, o in seen} == set(want)
