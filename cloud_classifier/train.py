@@ -447,7 +447,7 @@ def train_model(data:Path, # folder with one sub-folder per class
         check((ckpt/'progress.json').exists() and (ckpt/'last.pth').exists(),
               f"nothing to resume in {out}: no checkpoints/progress.json and last.pth there; train without --resume")
         try: state = json.loads((ckpt/'progress.json').read_text()); recorded = dict(state['args'])
-        except (ValueError, KeyError, TypeError): raise UserError(f"{ckpt/'progress.json'} cannot be read: train again without --resume")
+        except (ValueError, KeyError, TypeError): raise UserError(f"{ckpt/'progress.json'} cannot be read: train again without --resume") from None
         args.update({**_UNRECORDED, **recorded})
         print(f"resuming {out}: epochs done {state.get('done', {})}")
     check(args['balance'] in BALANCES, f"unknown balance {args['balance']!r}: use one of {', '.join(BALANCES)}")
