@@ -6,7 +6,7 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/train.html.md"""
 
 # %% ../nbs/04_train.ipynb #459990d2
 from __future__ import annotations
-import csv, hashlib, json, os, sys, time, warnings
+import atexit, csv, hashlib, json, os, sys, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -306,6 +306,10 @@ def _broadcast_any_backend(self, t, rank):
     torch.distributed.broadcast(t, rank)
     return t.cpu().tolist()
 
+def _end_process_group():
+    "Destroy the default process group, if there is one (this also ends gloo's worker threads)."
+    if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
+
 def distributed(learn # the learner to train in several processes
                ):
     "fastai's `distrib_ctx` when launched as several processes (`accelerate launch`), otherwise nothing."
@@ -315,6 +319,8 @@ def distributed(learn # the learner to train in several processes
     # without a GPU, accelerate needs telling to use CPU processes (gloo), else it sees one process and fastai fails
     gpu = torch.cuda.is_available()
     if not gpu: os.environ.setdefault('ACCELERATE_USE_CPU', 'true')
+    if not torch.distributed.is_initialized():  # accelerate starts the group: end it at exit, while the interpreter is whole
+        atexit.unregister(_end_process_group); atexit.register(_end_process_group)
     return learn.distrib_ctx(sync_bn=gpu)  # SyncBatchNorm works only on GPUs
 
 # %% ../nbs/04_train.ipynb #25ba7cab

@@ -166,11 +166,19 @@ def test_offline_mobilenet_v2_weights_load(image_set):
 @pytest.mark.slow
 def test_two_cpu_processes_train_through_fastai_distrib_ctx(image_set, tmp_path):
     "The recipe under torchrun (what `accelerate launch` runs) with two CPU processes and gloo; the first writes the export."
-    out = tmp_path/'models'
-    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29571',
-                        '-m', 'cloud_classifier.cli', 'train', image_set, '--out', out, '--arch', 'resnet18', '--weights', 'none',
+    out, script = tmp_path/'models', tmp_path/'launch.py'
+    # the command line, plus a report at exit of whether the process group outlived it (gloo's threads can then abort
+    # the process during shutdown); registered first, so it runs after every exit handler the code registers
+    script.write_text("import atexit, sys, torch.distributed as dist\n"
+                      "atexit.register(lambda: print('process group at shutdown:', dist.is_initialized(), flush=True))\n"
+                      "from cloud_classifier.cli import main\n"
+                      "sys.exit(main())\n")
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--standalone', '--tee', '3',
+                        script, 'train', image_set, '--out', out, '--arch', 'resnet18', '--weights', 'none',
                         '--size', '32', '--bs', '8', '--epochs-frozen', '1', '--epochs', '1', '--lr', '1e-3'],
                        capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
-    assert r.returncode == 0, r.stderr[-2000:]
+    ranks = [l for l in r.stderr.splitlines() if l.startswith('[default')]  # what the processes printed, not the launcher
+    assert r.returncode == 0, '\n'.join(ranks[-30:]) + '\n' + r.stderr[-1000:]
     assert r.stdout.count('validation: error') == 2  # both processes ran the recipe
+    assert r.stdout.count('process group at shutdown: False') == 2, r.stdout[-2000:]
     assert (out/'export.pkl').exists() and json.loads((out/'checkpoints'/'progress.json').read_text())['done'] == {'frozen': 1, 'unfrozen': 1}
