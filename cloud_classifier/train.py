@@ -306,21 +306,17 @@ def _broadcast_any_backend(self, t, rank):
     torch.distributed.broadcast(t, rank)
     return t.cpu().tolist()
 
-def _end_process_group():
-    "Destroy the default process group, if there is one (this also ends gloo's worker threads)."
-    if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
-
 def distributed(learn # the learner to train in several processes
                ):
     "fastai's `distrib_ctx` when launched as several processes (`accelerate launch`), otherwise nothing."
     if num_distrib() <= 1: return nullcontext(learn)
-    from fastai.distributed import DistributedDL
+    from fastai.distributed import DistributedDL, teardown_distrib
     DistributedDL._broadcast = _broadcast_any_backend
     # without a GPU, accelerate needs telling to use CPU processes (gloo), else it sees one process and fastai fails
     gpu = torch.cuda.is_available()
     if not gpu: os.environ.setdefault('ACCELERATE_USE_CPU', 'true')
-    if not torch.distributed.is_initialized():  # accelerate starts the group: end it at exit, while the interpreter is whole
-        atexit.unregister(_end_process_group); atexit.register(_end_process_group)
+    # accelerate starts the group: end it at exit, while the interpreter is whole (teardown_distrib does nothing twice)
+    if not torch.distributed.is_initialized(): atexit.register(teardown_distrib)
     return learn.distrib_ctx(sync_bn=gpu)  # SyncBatchNorm works only on GPUs
 
 # %% ../nbs/04_train.ipynb #25ba7cab
