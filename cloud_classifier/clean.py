@@ -160,7 +160,7 @@ def sync_manifest(data:Path # folder holding the data set and its `manifest.csv`
         at[rel] = row
     changed = 0
     for rid, state in events:
-        for m in (j._moves(rid) if state == 'applied' else reversed(j._moves(rid))):
+        for m in (j.moves(rid) if state == 'applied' else reversed(j.moves(rid))):
             a, b = (m['src'], m['dst']) if state == 'applied' else (m['dst'], m['src'])
             if a in at and b not in at:
                 put(at[a], b, _new_values(m) if state == 'applied' else (m.get('info') or {}).get('manifest') or {})
@@ -195,7 +195,7 @@ def apply_decisions(data:Path, # folder holding one sub-folder per class
     "Check `decisions`, then apply them in one journaled round; return the round's summary."
     data = Path(data).resolve()
     j = Journal(data)
-    j._refuse_interrupted()
+    j.refuse_interrupted()
     moves = check_decisions(data, decisions)
     if not moves: return dict(id=None, kind='clean', status='nothing to do', moves=0)
     meta = dict(source=str(source) if source else None, decisions=len(decisions),
@@ -203,7 +203,7 @@ def apply_decisions(data:Path, # folder holding one sub-folder per class
     with j.round('clean', meta) as r:
         _apply_moves(data, r, moves)
     sync_manifest(data)
-    return j._round(r.id)
+    return j.summary(r.id)
 
 # %% ../nbs/06_clean.ipynb #96162be6
 def undo_round(data:Path, # folder holding the data set
@@ -223,18 +223,18 @@ def finish_round(data:Path, # folder holding the data set
     j = Journal(data)
     todo = j.interrupted()
     check(todo, f'no interrupted round in {data}: nothing to finish')
-    s = todo[-1] if round_id is None else j._round(round_id)
+    s = todo[-1] if round_id is None else j.summary(round_id)
     if s['kind'] != 'clean' or s['status'] != 'interrupted': j.finish(s['id'])
     else:
         moves = [Move(*m) for m in s['meta'].get('plan', [])]
         with j.resume(s['id']) as r:
-            done = {m['src'] for m in j._moves(s['id'])}
+            done = {m['src'] for m in j.moves(s['id'])}
             left = [m for m in moves if m.file not in done]
             gone = [m.file for m in left if not (data/m.file).is_file()]
             check(not gone, f"cannot finish round {s['id']}: {', '.join(gone)} no longer exist; undo the round instead (--undo {s['id']})")
             _apply_moves(data, r, left)
     sync_manifest(data)
-    return j._round(s['id'])
+    return j.summary(s['id'])
 
 # %% ../nbs/06_clean.ipynb #c7e89612
 def cleaning_status(data:Path # folder holding the data set

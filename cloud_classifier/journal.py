@@ -8,25 +8,17 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/journal.html.md"""
 from __future__ import annotations
 import contextlib, datetime, errno, json, os
 from pathlib import Path
+from fastcore.basics import patch
+from filelock import FileLock, Timeout
 from .core import UserError, check
+from .files import fsync_dir, write_error
 from .images import file_sha256
-
-try: import fcntl
-except ImportError: fcntl = None  # no advisory locks (Windows): a live round then looks interrupted to a second process
 
 # %% auto #0
 __all__ = ['read_records', 'move_noreplace', 'free_name', 'Round', 'Journal']
 
 # %% ../nbs/00_journal.ipynb #b3dc9ff8
 def _now()->str: return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-
-def _fsync_dir(d:Path):
-    "Make a rename or a new file in `d` durable (a no-op where folders cannot be opened)."
-    try: fd = os.open(d, os.O_RDONLY)
-    except OSError: return
-    try: os.fsync(fd)
-    except OSError: pass
-    finally: os.close(fd)
 
 def read_records(path:Path # a journal.jsonl
                 )->list[dict]:
@@ -111,7 +103,7 @@ class Round:
         except OSError as e:
             j._write(op='fail', round=self.id, seq=seq, error=str(e))
             raise UserError(f'cannot move {src} to {dst}: {e}') from e
-        _fsync_dir(dst.parent); _fsync_dir(src.parent)
+        fsync_dir(dst.parent); fsync_dir(src.parent)
         self._vacated.add(j._rel(src))
         self.moves.append((src, dst))
         if _pause_hook: _pause_hook(seq)
@@ -123,7 +115,7 @@ if os.environ.get('CLOUD_CLASSIFIER_MOVE_DELAY'):
     import time
     _pause_hook = lambda seq: time.sleep(float(os.environ['CLOUD_CLASSIFIER_MOVE_DELAY']))
 
-# %% ../nbs/00_journal.ipynb #5a27ad8d
+# %% ../nbs/00_journal.ipynb #50544cb7
 class Journal:
     "The write-ahead journal of the file moves under `root`, with undo."
     def __init__(self, root:Path # the folder whose files the journal moves (a data set)
@@ -131,12 +123,12 @@ class Journal:
         self.root = Path(root).resolve()
         self.dir = self.root/'.cleaning'
         self.path = self.dir/'journal.jsonl'
-        self._fh,self._lockfh,self._active = None,None,None
+        self._lock,self._active = None,None
 
     def __repr__(self): return f'Journal({str(self.root)!r})'
 
-    # paths
     def _abs(self, p)->Path:
+        "`p` (relative to the root, or absolute) as an absolute path; a `UserError` if it is outside the root."
         p = Path(p)
         p = (p if p.is_absolute() else self.root/p)
         p = p.parent.resolve()/p.name
@@ -144,223 +136,264 @@ class Journal:
         return p
     def _rel(self, p)->str: return self._abs(p).relative_to(self.root).as_posix()
 
-    # reading
-    def records(self)->list[dict]:
-        "Every record in the journal, oldest first."
-        return read_records(self.path)
-    def _moves(self, rid:int, recs=None)->list[dict]:
-        recs = self.records() if recs is None else recs
-        failed = {r['seq'] for r in recs if r.get('round') == rid and r['op'] == 'fail'}
-        return [r for r in recs if r.get('round') == rid and r['op'] == 'move' and r['seq'] not in failed]
-
-    def _summaries(self, recs:list[dict])->list[dict]:
-        out = {}
-        for r in recs:
-            op,rid = r['op'],r.get('round')
-            if op == 'begin':
-                out[rid] = dict(id=rid, kind=r['kind'], status='open', moves=0, time=r['time'], meta=r.get('meta') or {}, error=None)
-                continue
-            s = out.get(rid)
-            if s is None: continue
-            if op == 'move': s['moves'] += 1
-            elif op == 'fail': s['moves'] -= 1
-            elif op == 'abort': s['error'] = r.get('error')
-            elif op == 'commit': s['status'] = 'applied'
-            elif op == 'undo': s['status'] = 'undoing'
-            elif op == 'undone': s['status'] = 'undone'
-        for s in out.values():
-            if s['status'] == 'open':
-                if s['error'] is not None and s['moves'] == 0: s['status'] = 'aborted'
-                else: s['status'] = 'running' if self._is_running(s['id']) else 'interrupted'
-            elif s['status'] == 'undoing':
-                s['status'] = 'running' if self._is_running(s['id']) else 'undo interrupted'
-        return list(out.values())
-
-    def rounds(self)->list[dict]:
-        "One dict per round, oldest first: id, kind, status, moves (files moved), time, meta, error."
-        return self._summaries(self.records())
-
-    def interrupted(self)->list[dict]:
-        "The rounds that were killed or stopped by an error halfway: each must be finished or undone."
-        return [s for s in self.rounds() if s['status'] in ('interrupted', 'undo interrupted')]
-
-    def _round(self, rid:int|None, recs=None)->dict:
-        rs = self._summaries(self.records() if recs is None else recs)
-        if rid is None:
-            live = [s for s in rs if s['status'] not in ('undone', 'aborted')]
-            check(live, f'nothing to undo in {self.root}: every round is undone')
-            return live[-1]
-        hit = [s for s in rs if s['id'] == int(rid)]
-        check(hit, f'no round {rid} in {self.path} (rounds: {", ".join(str(s["id"]) for s in rs) or "none"})')
-        return hit[0]
-
-    def _vacated(self)->set:
-        "Paths that rounds still live moved a file away from: undoing them needs those names free."
-        recs = self.records()
-        live = {s['id'] for s in self._summaries(recs) if s['status'] not in ('undone', 'aborted')}
-        return {m['src'] for rid in live for m in self._moves(rid, recs)}
-
-    # writing
-    def note(self, round_id:int, # the round the note is about
-             **fields, # what to record (JSON-able)
-            ):
-        "Append a `note` record about a round (e.g. that a later stage has caught up with it)."
-        self._write(op='note', round=int(round_id), **fields)
-
-    def _write(self, **rec):
-        "Append `rec` to the journal and make it durable before returning."
-        new = not self.path.exists()
+# %% ../nbs/00_journal.ipynb #dfd8590a
+@patch
+def _write(self:Journal, **rec):
+    "Append `rec` to the journal and make it durable before returning."
+    new = not self.path.exists()
+    try:
         self.dir.mkdir(parents=True, exist_ok=True)
         if not new: self._drop_torn_line()
         with open(self.path, 'ab') as f:
             f.write(json.dumps(rec).encode() + b'\n')
             f.flush(); os.fsync(f.fileno())
-        if new: _fsync_dir(self.dir)
+    except OSError as e: raise write_error(self.path, e) from None
+    if new: fsync_dir(self.dir)
 
-    def _drop_torn_line(self):
-        "Cut a last line that a kill left half-written: its move never started, as moves wait for the fsync."
-        with open(self.path, 'r+b') as f:
-            size = f.seek(0, os.SEEK_END)
-            if not size: return
-            f.seek(max(size - 1, 0))
-            if f.read(1) == b'\n': return
-            f.seek(0); data = f.read()
-            f.truncate(data.rfind(b'\n') + 1); f.flush(); os.fsync(f.fileno())
+@patch
+def _drop_torn_line(self:Journal):
+    "Cut a last line that a kill left half-written: its move never started, as moves wait for the fsync."
+    with open(self.path, 'r+b') as f:
+        size = f.seek(0, os.SEEK_END)
+        if not size: return
+        f.seek(max(size - 1, 0))
+        if f.read(1) == b'\n': return
+        f.seek(0); data = f.read()
+        f.truncate(data.rfind(b'\n') + 1); f.flush(); os.fsync(f.fileno())
 
-    # locking
-    @contextlib.contextmanager
-    def _locked(self):
-        "Hold the lock on the root for the block (re-entrant in this object)."
-        if self._lockfh is not None: yield; return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fh = open(self.dir/'lock', 'a')
-        if fcntl:
-            try: fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.close()
-                raise UserError(f'another process is moving files in {self.root} right now; wait until it ends') from None
-        self._lockfh = fh
-        try: yield
-        finally: self._lockfh = None; fh.close()
+@patch
+def records(self:Journal)->list[dict]:
+    "Every record in the journal, oldest first."
+    return read_records(self.path)
 
-    def _is_running(self, rid:int)->bool:
-        if self._active == rid: return True
-        if self._lockfh is not None or not fcntl or not (self.dir/'lock').exists(): return False
-        with open(self.dir/'lock', 'a') as fh:
-            try: fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError: return True
-            fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
+@patch
+def note(self:Journal, round_id:int, # the round the note is about
+         **fields, # what to record (JSON-able)
+        ):
+    "Append a `note` record about a round (e.g. that a later stage has caught up with it)."
+    self._write(op='note', round=int(round_id), **fields)
 
-    def _refuse_interrupted(self):
-        for s in self.interrupted():
-            raise UserError(f"round {s['id']} ({s['kind']}) in {self.root} was {'undone' if s['status'] == 'undo interrupted' else 'applied'} "
-                            f"only partly ({s['moves']} file(s) moved, then {'an error: ' + s['error'] if s['error'] else 'it was killed'}); "
-                            f"finish it or undo it first: cloud-classifier clean {self.root} --finish | --undo {s['id']}")
+# %% ../nbs/00_journal.ipynb #46e136ed
+@patch
+def moves(self:Journal, round_id:int, # the round
+          recs:list|None=None, # the journal's records, when the caller has read them already
+         )->list[dict]:
+    "The `move` records of a round, oldest first, without the moves that failed."
+    recs = self.records() if recs is None else recs
+    failed = {r['seq'] for r in recs if r.get('round') == round_id and r['op'] == 'fail'}
+    return [r for r in recs if r.get('round') == round_id and r['op'] == 'move' and r['seq'] not in failed]
 
-    # rounds
-    def _run(self, r:Round):
-        self._active = r.id
-        try: yield r
-        except BaseException as e:
-            self._write(op='abort', round=r.id, error=f'{type(e).__name__}: {e}'.splitlines()[0])
-            raise
-        else: self._write(op='commit', round=r.id, time=_now())
+@patch
+def _summaries(self:Journal, recs:list[dict])->list[dict]:
+    out = {}
+    for r in recs:
+        op,rid = r['op'],r.get('round')
+        if op == 'begin':
+            out[rid] = dict(id=rid, kind=r['kind'], status='open', moves=0, time=r['time'], meta=r.get('meta') or {}, error=None)
+            continue
+        s = out.get(rid)
+        if s is None: continue
+        if op == 'move': s['moves'] += 1
+        elif op == 'fail': s['moves'] -= 1
+        elif op == 'abort': s['error'] = r.get('error')
+        elif op == 'commit': s['status'] = 'applied'
+        elif op == 'undo': s['status'] = 'undoing'
+        elif op == 'undone': s['status'] = 'undone'
+    for s in out.values():
+        if s['status'] == 'open':
+            if s['error'] is not None and s['moves'] == 0: s['status'] = 'aborted'
+            else: s['status'] = 'running' if self._is_running(s['id']) else 'interrupted'
+        elif s['status'] == 'undoing':
+            s['status'] = 'running' if self._is_running(s['id']) else 'undo interrupted'
+    return list(out.values())
+
+@patch
+def rounds(self:Journal)->list[dict]:
+    "One dict per round, oldest first: id, kind, status, moves (files moved), time, meta, error."
+    return self._summaries(self.records())
+
+@patch
+def interrupted(self:Journal)->list[dict]:
+    "The rounds that were killed or stopped by an error halfway: each must be finished or undone."
+    return [s for s in self.rounds() if s['status'] in ('interrupted', 'undo interrupted')]
+
+@patch
+def summary(self:Journal, round_id:int|None=None, # the round; the last one not undone when None
+            recs:list|None=None, # the journal's records, when the caller has read them already
+           )->dict:
+    "The summary of one round (as `rounds` gives it); a `UserError` when there is no such round."
+    rs = self._summaries(self.records() if recs is None else recs)
+    if round_id is None:
+        live = [s for s in rs if s['status'] not in ('undone', 'aborted')]
+        check(live, f'nothing to undo in {self.root}: every round is undone')
+        return live[-1]
+    hit = [s for s in rs if s['id'] == int(round_id)]
+    check(hit, f'no round {round_id} in {self.path} (rounds: {", ".join(str(s["id"]) for s in rs) or "none"})')
+    return hit[0]
+
+@patch
+def _vacated(self:Journal)->set:
+    "Paths that rounds still live moved a file away from: undoing them needs those names free."
+    recs = self.records()
+    live = {s['id'] for s in self._summaries(recs) if s['status'] not in ('undone', 'aborted')}
+    return {m['src'] for rid in live for m in self.moves(rid, recs)}
+
+# %% ../nbs/00_journal.ipynb #5309c96e
+@patch
+@contextlib.contextmanager
+def _locked(self:Journal):
+    "Hold the lock on the root for the block (re-entrant in this object)."
+    if self._lock is not None: yield; return
+    fresh = not self.dir.exists()
+    try: self.dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise write_error(self.dir, e) from None
+    lock = FileLock(self.dir/'lock', timeout=0)
+    try: lock.acquire()
+    except Timeout: raise UserError(f'another process is moving files in {self.root} right now; wait until it ends') from None
+    except OSError as e: raise write_error(self.dir/'lock', e) from None
+    self._lock = lock
+    try: yield
+    finally:
+        self._lock = None; lock.release()
+        if fresh and not self.path.exists():  # nothing was journaled: leave no `.cleaning` folder behind
+            with contextlib.suppress(OSError): (self.dir/'lock').unlink(); self.dir.rmdir()
+
+@patch
+def _is_running(self:Journal, rid:int)->bool:
+    "Whether round `rid` is being run right now, by this object or by another process that holds the lock."
+    if self._active == rid: return True
+    if self._lock is not None or not (self.dir/'lock').exists(): return False
+    probe = FileLock(self.dir/'lock', timeout=0)
+    try: probe.acquire()
+    except Timeout: return True
+    except OSError: return False  # a lock we cannot even open (read-only folder) is held by no writer
+    probe.release()
+    return False
+
+@patch
+def refuse_interrupted(self:Journal):
+    "Raise a `UserError` naming the first interrupted round, if there is one: it must be finished or undone first."
+    for s in self.interrupted():
+        raise UserError(f"round {s['id']} ({s['kind']}) in {self.root} was {'undone' if s['status'] == 'undo interrupted' else 'applied'} "
+                        f"only partly ({s['moves']} file(s) moved, then {'an error: ' + s['error'] if s['error'] else 'it was killed'}); "
+                        f"finish it or undo it first: cloud-classifier clean {self.root} --finish | --undo {s['id']}")
+
+# %% ../nbs/00_journal.ipynb #94aa612a
+@patch
+def _run(self:Journal, r:Round):
+    self._active = r.id
+    try: yield r
+    except BaseException as e:
+        self._write(op='abort', round=r.id, error=f'{type(e).__name__}: {e}'.splitlines()[0])
+        raise
+    else: self._write(op='commit', round=r.id, time=_now())
+    finally: self._active = None
+
+@patch
+@contextlib.contextmanager
+def round(self:Journal,
+          kind:str, # what the round does, e.g. "clean" or "dedupe"
+          meta:dict|None=None, # kept in the `begin` record (e.g. the plan, to finish it after a kill)
+         ):
+    "A new round of moves: `with journal.round('clean') as r: r.move(src, dst)`; commits when the block ends."
+    with self._locked():
+        self.refuse_interrupted()
+        rid = max([s['id'] for s in self.rounds()], default=0) + 1
+        self._write(op='begin', round=rid, kind=kind, time=_now(), meta=meta or {})
+        yield from self._run(Round(self, rid, kind))
+
+# %% ../nbs/00_journal.ipynb #bed4226b
+@patch
+def _settle(self:Journal, rid:int):
+    "Decide the move a kill may have cut in two: complete it if the file got there, else record it as not made."
+    moves = self.moves(rid)
+    if not moves: return
+    m = moves[-1]
+    src,dst = self.root/m['src'],self.root/m['dst']
+    if os.path.lexists(dst) and file_sha256(dst) == m['sha256']:
+        if os.path.lexists(src) and os.path.samefile(src, dst): os.unlink(src)  # killed between link and unlink
+    elif os.path.lexists(src) and file_sha256(src) == m['sha256']:
+        self._write(op='fail', round=rid, seq=m['seq'], error='not moved: interrupted before the move')
+    else: raise UserError(f"{m['src']} (moved by round {rid}) is neither at its old place nor at {m['dst']}; put it back and retry")
+
+@patch
+@contextlib.contextmanager
+def resume(self:Journal, round_id:int|None=None # an interrupted round; the last one when None
+          ):
+    "Go on with an interrupted round: settle its last move, let the block move more, then commit it."
+    check(self.path.exists(), f'no interrupted round in {self.root}')
+    with self._locked():
+        todo = self.interrupted()
+        check(todo, f'no interrupted round in {self.root}')
+        s = todo[-1] if round_id is None else self.summary(round_id)
+        check(s['status'] == 'interrupted', f"round {s['id']} is {s['status']}, not interrupted: nothing to finish")
+        self._settle(s['id'])
+        yield from self._run(Round(self, s['id'], s['kind']))
+
+@patch
+def finish(self:Journal, round_id:int|None=None # an interrupted round; the last one when None
+          )->dict:
+    "Finish an interrupted round as far as the journal knows it (an interrupted undo is completed); return its summary."
+    if round_id is None: check(self.interrupted(), f'no interrupted round in {self.root}: nothing to finish')
+    s = self.interrupted()[-1] if round_id is None else self.summary(round_id)
+    if s['status'] == 'undo interrupted': self.undo(s['id'])
+    else:
+        with self.resume(s['id']): pass
+    return self.summary(s['id'])
+
+# %% ../nbs/00_journal.ipynb #22f03d97
+@patch
+def _mover_of(self:Journal, rel:str, after:int, recs)->int|None:
+    "The first live round after `after` that moved a file away from `rel`."
+    live = {s['id'] for s in self._summaries(recs) if s['status'] not in ('undone', 'aborted')}
+    for r in recs:
+        if r['op'] == 'move' and r['round'] > after and r['round'] in live and r['src'] == rel: return r['round']
+
+@patch
+def _undo_plan(self:Journal, rid:int, recs)->list[dict]:
+    "The moves to reverse (newest first), or a `UserError` listing every one that cannot be reversed."
+    state = {}
+    def there(rel): return state.get(rel, os.path.lexists(self.root/rel))
+    plan, problems = [], []
+    for m in reversed(self.moves(rid, recs)):
+        src,dst = m['src'],m['dst']
+        if there(dst) and not there(src):
+            plan.append(m); state[dst],state[src] = False,True
+        elif not there(dst) and there(src) and src not in state and file_sha256(self.root/src) == m['sha256']:
+            pass  # already back: an undo that was killed got this far
+        elif not there(dst):
+            later = self._mover_of(dst, rid, recs)
+            problems.append(f'{dst} was moved again by round {later}: undo round {later} first' if later else
+                            f'{dst} is missing, so {src} cannot be restored: put the file back at {dst}')
+        else: problems.append(f'{src} is taken by another file: move that file away, then undo again')
+    if problems: raise UserError(f'cannot undo round {rid}, nothing was moved:\n  ' + '\n  '.join(problems))
+    return plan
+
+@patch
+def undo(self:Journal, round_id:int|None=None # the round to undo; the last one not undone when None
+        )->list[tuple[Path,Path]]:
+    "Put every file the round moved back at its old path; return the (old, new) path pairs restored."
+    if round_id is None: check(self.path.exists(), f'nothing to undo in {self.root}: no round was ever applied there')
+    else: check(self.path.exists(), f'no round {round_id} in {self.root}: no round was ever applied there')
+    with self._locked():
+        s = self.summary(round_id)
+        rid = s['id']
+        check(s['status'] not in ('undone', 'aborted'), f"round {rid} is already {s['status']}: nothing to undo")
+        if s['status'] == 'interrupted': self._settle(rid)
+        recs = self.records()
+        plan = self._undo_plan(rid, recs)
+        self._write(op='undo', round=rid, time=_now())
+        self._active = rid
+        try:
+            for m in plan:
+                src,dst = self.root/m['src'],self.root/m['dst']
+                src.parent.mkdir(parents=True, exist_ok=True)  # a folder the user removed after the round
+                move_noreplace(dst, src)
+                fsync_dir(src.parent); fsync_dir(dst.parent)
+            # folders this round made, and those of rounds undone before it that were not empty then
+            gone = {rid} | {s['id'] for s in self._summaries(recs) if s['status'] == 'undone'}
+            for r in reversed([r for r in recs if r['op'] == 'mkdir' and r['round'] in gone]):
+                with contextlib.suppress(OSError): (self.root/r['path']).rmdir()  # only when empty
+            self._write(op='undone', round=rid, time=_now())
         finally: self._active = None
-
-    @contextlib.contextmanager
-    def round(self,
-              kind:str, # what the round does, e.g. "clean" or "dedupe"
-              meta:dict|None=None, # kept in the `begin` record (e.g. the plan, to finish it after a kill)
-             ):
-        "A new round of moves: `with journal.round('clean') as r: r.move(src, dst)`; commits when the block ends."
-        with self._locked():
-            self._refuse_interrupted()
-            rid = max([s['id'] for s in self.rounds()], default=0) + 1
-            self._write(op='begin', round=rid, kind=kind, time=_now(), meta=meta or {})
-            yield from self._run(Round(self, rid, kind))
-
-    def _settle(self, rid:int):
-        "Decide the move a kill may have cut in two: complete it if the file got there, else record it as not made."
-        moves = self._moves(rid)
-        if not moves: return
-        m = moves[-1]
-        src,dst = self.root/m['src'],self.root/m['dst']
-        if os.path.lexists(dst) and file_sha256(dst) == m['sha256']:
-            if os.path.lexists(src) and os.path.samefile(src, dst): os.unlink(src)  # killed between link and unlink
-        elif os.path.lexists(src) and file_sha256(src) == m['sha256']:
-            self._write(op='fail', round=rid, seq=m['seq'], error='not moved: interrupted before the move')
-        else: raise UserError(f"{m['src']} (moved by round {rid}) is neither at its old place nor at {m['dst']}; put it back and retry")
-
-    @contextlib.contextmanager
-    def resume(self, round_id:int|None=None # an interrupted round; the last one when None
-              ):
-        "Go on with an interrupted round: settle its last move, let the block move more, then commit it."
-        with self._locked():
-            todo = self.interrupted()
-            check(todo, f'no interrupted round in {self.root}')
-            s = todo[-1] if round_id is None else self._round(round_id)
-            check(s['status'] == 'interrupted', f"round {s['id']} is {s['status']}, not interrupted: nothing to finish")
-            self._settle(s['id'])
-            yield from self._run(Round(self, s['id'], s['kind']))
-
-    def finish(self, round_id:int|None=None # an interrupted round; the last one when None
-              )->dict:
-        "Finish an interrupted round as far as the journal knows it (an interrupted undo is completed); return its summary."
-        if round_id is None: check(self.interrupted(), f'no interrupted round in {self.root}: nothing to finish')
-        s = self.interrupted()[-1] if round_id is None else self._round(round_id)
-        if s['status'] == 'undo interrupted': self.undo(s['id'])
-        else:
-            with self.resume(s['id']): pass
-        return self._round(s['id'])
-
-    def _mover_of(self, rel:str, after:int, recs)->int|None:
-        "The first live round after `after` that moved a file away from `rel`."
-        live = {s['id'] for s in self._summaries(recs) if s['status'] not in ('undone', 'aborted')}
-        for r in recs:
-            if r['op'] == 'move' and r['round'] > after and r['round'] in live and r['src'] == rel: return r['round']
-
-    def _undo_plan(self, rid:int, recs)->list[dict]:
-        "The moves to reverse (newest first), or a `UserError` listing every one that cannot be reversed."
-        state = {}
-        def there(rel): return state.get(rel, os.path.lexists(self.root/rel))
-        plan, problems = [], []
-        for m in reversed(self._moves(rid, recs)):
-            src,dst = m['src'],m['dst']
-            if there(dst) and not there(src):
-                plan.append(m); state[dst],state[src] = False,True
-            elif not there(dst) and there(src) and src not in state and file_sha256(self.root/src) == m['sha256']:
-                pass  # already back: an undo that was killed got this far
-            elif not there(dst):
-                later = self._mover_of(dst, rid, recs)
-                problems.append(f'{dst} was moved again by round {later}: undo round {later} first' if later else
-                                f'{dst} is missing, so {src} cannot be restored: put the file back at {dst}')
-            else: problems.append(f'{src} is taken by another file: move that file away, then undo again')
-        if problems: raise UserError(f'cannot undo round {rid}, nothing was moved:\n  ' + '\n  '.join(problems))
-        return plan
-
-    def undo(self, round_id:int|None=None # the round to undo; the last one not undone when None
-            )->list[tuple[Path,Path]]:
-        "Put every file the round moved back at its old path; return the (old, new) path pairs restored."
-        with self._locked():
-            s = self._round(round_id)
-            rid = s['id']
-            check(s['status'] not in ('undone', 'aborted'), f"round {rid} is already {s['status']}: nothing to undo")
-            if s['status'] == 'interrupted': self._settle(rid)
-            recs = self.records()
-            plan = self._undo_plan(rid, recs)
-            self._write(op='undo', round=rid, time=_now())
-            self._active = rid
-            try:
-                for m in plan:
-                    src,dst = self.root/m['src'],self.root/m['dst']
-                    src.parent.mkdir(parents=True, exist_ok=True)  # a folder the user removed after the round
-                    move_noreplace(dst, src)
-                    _fsync_dir(src.parent); _fsync_dir(dst.parent)
-                # folders this round made, and those of rounds undone before it that were not empty then
-                gone = {rid} | {s['id'] for s in self._summaries(recs) if s['status'] == 'undone'}
-                for r in reversed([r for r in recs if r['op'] == 'mkdir' and r['round'] in gone]):
-                    with contextlib.suppress(OSError): (self.root/r['path']).rmdir()  # only when empty
-                self._write(op='undone', round=rid, time=_now())
-            finally: self._active = None
-            return [(self.root/m['src'], self.root/m['dst']) for m in plan]
+        return [(self.root/m['src'], self.root/m['dst']) for m in plan]
