@@ -12,13 +12,14 @@ from pathlib import Path
 from .core import UserError, check
 from .genera import class_name, find_genus
 from .images import image_files, open_image, BadImage
+from .files import write_csv
 from .journal import Journal
+from .manifest import MANIFEST, manifest_values, sync_manifest
 
 # %% auto #0
-__all__ = ['ACTIONS', 'REVIEW_COLUMNS', 'MANIFEST', 'class_folders', 'target_class', 'Move', 'check_decisions', 'read_decisions',
-           'write_csv', 'sync_manifest', 'apply_decisions', 'undo_round', 'finish_round', 'cleaning_status',
-           'status_table', 'review_table', 'label_conflicts', 'contact_sheet', 'review', 'CloudCleaner',
-           'apply_cleaner']
+__all__ = ['ACTIONS', 'REVIEW_COLUMNS', 'class_folders', 'target_class', 'Move', 'check_decisions', 'read_decisions',
+           'apply_decisions', 'undo_round', 'finish_round', 'cleaning_status', 'status_table', 'review_table',
+           'label_conflicts', 'contact_sheet', 'review', 'CloudCleaner', 'apply_cleaner']
 
 # %% ../nbs/06_clean.ipynb #88d3b133
 ACTIONS = ('keep', 'delete')
@@ -103,80 +104,6 @@ def read_decisions(path:Path # a review CSV with at least the columns `file` and
         check(not missing, f"review file {path} has no {' or '.join(missing)} column: it needs the columns {', '.join(REVIEW_COLUMNS)}")
         return [dict(r, line=rows.line_num) for r in rows]
 
-def write_csv(path:Path, # file to write
-              rows:list[dict], # the rows
-              columns:list[str], # the columns, in order
-             ):
-    "Write `rows` as CSV through a temporary name, so a reader never sees half a file."
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    with open(tmp, 'w', newline='', encoding='utf-8') as f:
-        w = csv.DictWriter(f, columns, extrasaction='ignore')
-        w.writeheader(); w.writerows(rows)
-        f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-# %% ../nbs/06_clean.ipynb #54b3014b
-MANIFEST = 'manifest.csv'
-
-def _manifest_key(data:Path, f:str)->str:
-    p = Path(f)
-    p = p if p.is_absolute() else data/p
-    try: return p.resolve().relative_to(data).as_posix()
-    except ValueError: return str(p)
-
-def _new_values(m:dict)->dict:
-    "Manifest values for the file a move record took to `dst`."
-    if (m.get('info') or {}).get('action') == 'delete': return dict(status='trashed')
-    return {'class': class_name(Path(m['dst']).parent.name)}
-
-def _manifest_events(j:Journal)->list[tuple[int, str]]:
-    "(round, 'applied' | 'undone') for each clean round's commit or undo the manifest has not been brought in line with yet."
-    kinds, pending = {}, []
-    for r in j.records():
-        if r['op'] == 'begin': kinds[r['round']] = r['kind']
-        elif r['op'] in ('commit', 'undone') and kinds.get(r['round']) == 'clean':
-            pending.append((r['round'], 'applied' if r['op'] == 'commit' else 'undone'))
-        elif r['op'] == 'note' and (r['round'], r.get('manifest')) in pending: pending.remove((r['round'], r['manifest']))
-    return pending
-
-def sync_manifest(data:Path # folder holding the data set and its `manifest.csv`
-                 )->int:
-    "Update `data/manifest.csv` for the files cleaning rounds moved or put back; return the rows changed."
-    data = Path(data).resolve()
-    j, mf = Journal(data), data/MANIFEST
-    events = _manifest_events(j)
-    if not events: return 0
-    rows, cols = [], []
-    if mf.exists():
-        with open(mf, newline='', encoding='utf-8') as f:
-            r = csv.DictReader(f); cols = list(r.fieldnames or []); rows = list(r)
-    absolute = bool(rows) and Path(rows[0]['file']).is_absolute()
-    at = {_manifest_key(data, row['file']): row for row in rows} if 'file' in cols else {}
-    def put(row, rel, values):
-        del at[_manifest_key(data, row['file'])]
-        row['file'] = str(data/rel) if absolute else rel
-        row.update({k: v for k, v in values.items() if k in cols})
-        at[rel] = row
-    changed = 0
-    for rid, state in events:
-        for m in (j.moves(rid) if state == 'applied' else reversed(j.moves(rid))):
-            a, b = (m['src'], m['dst']) if state == 'applied' else (m['dst'], m['src'])
-            if a in at and b not in at:
-                put(at[a], b, _new_values(m) if state == 'applied' else (m.get('info') or {}).get('manifest') or {})
-                changed += 1
-    if changed: write_csv(mf, rows, cols)
-    for rid, state in events: j.note(rid, manifest=state)  # after the write: a kill before it only repeats the work
-    return changed
-
-def _manifest_values(data:Path)->dict[str, dict]:
-    "{file relative to `data`: its manifest class and status}, the values a move keeps so undo can restore them."
-    mf = data/MANIFEST
-    if not mf.exists(): return {}
-    with open(mf, newline='', encoding='utf-8') as f:
-        return {_manifest_key(data, row['file']): {k: row[k] for k in ('class', 'status') if k in row}
-                for row in csv.DictReader(f) if row.get('file')}
-
 # %% ../nbs/06_clean.ipynb #44d65a85
 def _dest(data:Path, rid:int, m:Move, folders:dict)->Path:
     src = data/m.file
@@ -184,7 +111,7 @@ def _dest(data:Path, rid:int, m:Move, folders:dict)->Path:
     return folders.get(m.dest_class, data/m.dest_class)/src.name
 
 def _apply_moves(data:Path, r, moves:list[Move])->int:
-    folders, rows = class_folders(data), _manifest_values(data)
+    folders, rows = class_folders(data), manifest_values(data)
     for m in moves: r.move(data/m.file, _dest(data, r.id, m, folders), info=dict(action=m.action, manifest=rows.get(m.file)))
     return len(moves)
 

@@ -18,6 +18,7 @@ from fastai.vision.all import (PILImage, DataBlock, ImageBlock, CategoryBlock, R
 from .core import defaults, UserError, check
 from .genera import class_name
 from .images import image_files, open_image
+from .files import atomic_write
 
 # %% auto #0
 __all__ = ['BALANCES', 'synthetic_image_set', 'list_classes', 'class_files', 'get_equal_images', 'get_class_images',
@@ -39,7 +40,8 @@ def synthetic_image_set(path:Path, # folder to write `path/<class>/*.png` into
         for j in range(n):
             wave = np.sin(2 * np.pi * ((i % 4) + 1) * (xx * np.cos(i) + yy * np.sin(i)) + rng.uniform(0, 6.3))
             img = base + 60 * wave[..., None] + rng.normal(0, 25, (size, size, 3))
-            Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(Path(path)/cls/f'{cls}-{j:04d}.png')
+            im = Image.fromarray(img.clip(0, 255).astype(np.uint8))
+            atomic_write(Path(path)/cls/f'{cls}-{j:04d}.png', writer=im.save, durable=False)  # generated again at will: no fsync
     return Path(path)
 
 # %% ../nbs/01_data.ipynb #d7330d8b

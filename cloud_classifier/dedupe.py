@@ -19,6 +19,7 @@ from .core import UserError, check
 from .genera import class_name
 from .images import BadImage, image_files, file_sha256, open_image
 from .journal import Journal
+from .manifest import manifest_values, sync_manifest
 
 # %% auto #0
 __all__ = ['THRESHOLD', 'COPIES', 'perceptual_hash', 'hamming', 'ImageRecord', 'image_records', 'DupGroup', 'find_duplicates',
@@ -152,10 +153,13 @@ def remove_duplicates(path:Path, # data folder with one sub-folder per class
     groups = find_duplicates(path) if groups is None else groups
     todo = [(p, g) for g in groups for p in g.redundant]
     if not todo: return []
-    j = Journal(path)
+    j, rows = Journal(path), manifest_values(path)
     with j.round('dedupe', meta=dict(files=len(todo))) as r:
         for p, g in todo:
-            r.move(p, path/'.trash'/str(r.id)/p.relative_to(path), info=dict(kept=str(g.keep.relative_to(path)), exact=g.exact))
+            rel = p.relative_to(path)
+            r.move(p, path/'.trash'/str(r.id)/rel,
+                   info=dict(kept=str(g.keep.relative_to(path)), exact=g.exact, manifest=rows.get(rel.as_posix())))
+    sync_manifest(path)
     return r.moves
 
 def undo_dedupe(path:Path, # data folder
@@ -167,7 +171,9 @@ def undo_dedupe(path:Path, # data folder
         live = [s for s in j.rounds() if s['kind'] == 'dedupe' and s['status'] not in ('undone', 'aborted')]
         check(live, f'no dedupe round to undo in {path}')
         round_id = live[-1]['id']
-    return j.undo(round_id)
+    restored = j.undo(round_id)
+    sync_manifest(path)
+    return restored
 
 # %% ../nbs/03_dedupe.ipynb #3060bf68
 def _jpeg(im:Image.Image, q:int)->Image.Image:

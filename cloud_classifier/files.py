@@ -12,7 +12,7 @@ from typing import Callable
 from .core import UserError, check
 
 # %% auto #0
-__all__ = ['fsync_dir', 'fsync_file', 'write_target', 'write_error', 'atomic_path', 'atomic_write']
+__all__ = ['fsync_dir', 'fsync_file', 'write_target', 'WriteError', 'write_error', 'atomic_path', 'atomic_write', 'write_csv']
 
 # %% ../nbs/03_files.ipynb #e3fd3cf1
 def fsync_dir(d:Path # a folder in which a file was made, renamed or removed
@@ -50,12 +50,16 @@ def _special(p:Path)->bool:
 _WHY = {errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is used up', errno.EFBIG: 'the file is too large for this disk',
         errno.EROFS: 'the file system is read-only', errno.EACCES: 'permission denied', errno.EPERM: 'permission denied'}
 
+class WriteError(UserError):
+    "A write that failed for a reason the user can fix; `why` is that reason in a few words."
+    def __init__(self, msg:str, why:str): super().__init__(msg); self.why = why
+
 def write_error(path:Path, # the file that could not be written
                 e:OSError, # why
-               )->UserError:
-    "The one-line `UserError` for a failed write of `path`."
+               )->WriteError:
+    "The one-line `UserError` (a `WriteError`) for a failed write of `path`."
     why = _WHY.get(e.errno, e.strerror or str(e))
-    return UserError(f'cannot write {path}: {why}; free some space or choose a folder you can write to')
+    return WriteError(f'cannot write {path}: {why}; free some space or choose a folder you can write to', why)
 
 # %% ../nbs/03_files.ipynb #2ef03dcd
 @contextlib.contextmanager
@@ -98,3 +102,15 @@ def atomic_write(path:Path, # the file to write
         else:
             with open(p, 'wb') as f: f.write(data)
     return Path(path)
+
+# %% ../nbs/03_files.ipynb #60992ae2
+def write_csv(path:Path, # file to write
+              rows:list[dict], # the rows
+              columns:list[str], # the columns, in order (other keys of the rows are left out)
+             )->Path:
+    "Write `rows` as CSV atomically (`atomic_write`)."
+    import csv
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, columns, extrasaction='ignore', lineterminator='\r\n')
+    w.writeheader(); w.writerows(rows)
+    return atomic_write(path, buf.getvalue())

@@ -10,6 +10,7 @@ import hashlib, json, os, time
 from pathlib import Path
 from .core import defaults, UserError, check
 from .images import image_files
+from .files import atomic_write
 from .data import list_classes, class_files, image_stats, stats_table
 from .scrape import scrape, SearchUnreachable
 from .dedupe import find_duplicates, remove_duplicates, duplicates_report
@@ -28,9 +29,7 @@ def read_run(dest:Path # the run's folder
     return json.loads(p.read_text()) if p.exists() else {}
 
 def _save_run(dest:Path, state:dict):
-    p = Path(dest)/'run.json'
-    tmp = p.with_name(p.name + '.tmp')
-    tmp.write_text(json.dumps(state, indent=1, default=str)); os.replace(tmp, p)
+    atomic_write(Path(dest)/'run.json', json.dumps(state, indent=1, default=str))
 
 def data_fingerprint(files:list # the image files of a data set
                     )->str:

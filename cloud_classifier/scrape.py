@@ -6,7 +6,7 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/scrape.html.md"""
 
 # %% ../nbs/02_scrape.ipynb #ea6cef10
 from __future__ import annotations
-import csv, functools, importlib, os, random, re, threading, time, uuid
+import functools, importlib, os, random, re, threading, time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, FIRST_COMPLETED, wait
 from datetime import datetime, timezone
@@ -18,11 +18,12 @@ from . import __version__
 from .core import defaults, UserError, check
 from .genera import GENERA, class_name
 from .images import BadImage, image_files, sha256_bytes, verify_image_bytes
+from .files import WriteError, atomic_write
+from .manifest import Manifest, read_manifest
 
 # %% auto #0
-__all__ = ['USER_AGENT', 'MANIFEST_COLS', 'DEFAULT_QUERIES', 'ddgs_images', 'SearchStopped', 'SearchUnreachable',
-           'search_failure', 'search_images', 'FetchError', 'fetch', 'read_manifest', 'Manifest', 'download_urls',
-           'scrape_class', 'scrape', 'summary_table']
+__all__ = ['USER_AGENT', 'DEFAULT_QUERIES', 'ddgs_images', 'SearchStopped', 'SearchUnreachable', 'search_failure',
+           'search_images', 'FetchError', 'fetch', 'download_urls', 'scrape_class', 'scrape', 'summary_table']
 
 # %% ../nbs/02_scrape.ipynb #3b84ea0c
 def _ddgs():
@@ -179,69 +180,8 @@ def fetch(url:str, # the URL to get
         r.release_conn()
     return bytes(body)
 
-# %% ../nbs/02_scrape.ipynb #473deefa
-MANIFEST_COLS = ['file', 'class', 'url', 'query', 'sha256', 'width', 'height', 'bytes', 'status', 'reason', 'fetched_at']
-
-def read_manifest(dest:Path # folder holding manifest.csv
-                 )->list[dict]:
-    "The complete rows of `dest/manifest.csv` (none when there is no manifest)."
-    p = Path(dest)/'manifest.csv'
-    if not p.exists(): return []
-    with open(p, newline='', encoding='utf-8') as f:
-        return [r for r in csv.DictReader(f) if r.get('status') in ('ok', 'failed') and r.get('fetched_at')]
-
-class Manifest:
-    "Append-only `dest/manifest.csv`: each row flushed as it is written (a killed run loses none), fsynced by `sync`."
-    def __init__(self, dest:Path # data folder holding manifest.csv
-                ):
-        self.path = Path(dest)/'manifest.csv'
-        self.rows = read_manifest(dest)
-        self.urls = {r['url'] for r in self.rows}
-        self._lock = threading.Lock()
-
-    def _start(self):
-        "Write the header (first row) or close a row cut short by a crash (later runs)."
-        if not self.path.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f'.manifest.{uuid.uuid4().hex[:8]}.tmp')
-            tmp.write_text(','.join(MANIFEST_COLS) + '\n', encoding='utf-8')
-            os.replace(tmp, self.path)
-        elif not self.path.read_bytes().endswith(b'\n'):
-            with open(self.path, 'a') as f: f.write('\n')  # reading skips the cut row
-        self._started = True
-
-    def add(self, row:dict):
-        "Append one row (missing columns are left empty)."
-        with self._lock:
-            if not getattr(self, '_started', False): self._start()
-            self._append(row)
-
-    def _append(self, row:dict):
-        # flush hands the row to the OS, which keeps it through a killed process; the fsync that guards against
-        # a power cut costs a disk round trip, so `sync` does it once per batch instead of once per row
-        with open(self.path, 'a', newline='', encoding='utf-8') as f:
-            csv.DictWriter(f, MANIFEST_COLS, extrasaction='ignore').writerow(row)
-            f.flush()
-            self.rows.append(row); self.urls.add(row['url'])
-
-    def sync(self):
-        "Make the rows written so far durable (fsync)."
-        with self._lock:
-            if not self.path.exists(): return
-            fd = os.open(self.path, os.O_RDONLY)
-            try: os.fsync(fd)
-            finally: os.close(fd)
-
 # %% ../nbs/02_scrape.ipynb #370a8a3f
 def _now()->str: return datetime.now(timezone.utc).isoformat(timespec='seconds')
-
-def _save(data:bytes, path:Path):
-    "Write `data` to `path` through a temporary name in the same folder, so no half-written image is ever seen."
-    tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:8]}.part')
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
 
 class _Keeper:
     "Claims file names and counts kept images across threads, so a target is never overshot."
@@ -285,10 +225,11 @@ def _keep_one(got:tuple, keeper:_Keeper, label:str, query:str, max_side:int, min
     why = keeper.claim(name)
     if why == 'target-reached': return None
     if why: return row | dict(reason=why)
-    try: _save(v.data, keeper.folder/name)
-    except OSError as e:
+    # no fsync per photo: a photo lost to a power cut is fetched again by the next run
+    try: atomic_write(keeper.folder/name, v.data, durable=False)
+    except WriteError as e:
         keeper.release(name)
-        return row | dict(file='', reason=f'write-error: {e.strerror}')
+        return row | dict(file='', reason=f'write-error: {e.why}')
     return row | dict(status='ok')
 
 # %% ../nbs/02_scrape.ipynb #336f5bcf

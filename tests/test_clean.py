@@ -7,7 +7,8 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from cloud_classifier.core import UserError
 from cloud_classifier.clean import (REVIEW_COLUMNS, CloudCleaner, apply_cleaner, apply_decisions, check_decisions,
-                                    cleaning_status, read_decisions, undo_round, write_csv)
+                                    cleaning_status, read_decisions, undo_round)
+from cloud_classifier.files import write_csv
 from cloud_classifier.data import cloud_dataloaders, synthetic_image_set
 from cloud_classifier.journal import Journal
 from conftest import CLI, run_cli

@@ -8,7 +8,8 @@ from PIL import Image
 from ddgs.exceptions import RatelimitException
 from conftest import run_cli
 from cloud_classifier.images import open_image
-from cloud_classifier.scrape import (MANIFEST_COLS, download_urls, read_manifest, scrape, search_images, SearchStopped,
+from cloud_classifier.manifest import MANIFEST_COLS, read_manifest
+from cloud_classifier.scrape import (download_urls, scrape, search_images, SearchStopped,
                                      summary_table, fetch, FetchError)
 
 FAST = dict(timeout=1, max_time=4, max_bytes=2_000_000, n_workers=6, progress=False)
