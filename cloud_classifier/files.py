@@ -59,7 +59,8 @@ def write_error(path:Path, # the file that could not be written
                )->WriteError:
     "The one-line `UserError` (a `WriteError`) for a failed write of `path`."
     why = _WHY.get(e.errno, e.strerror or str(e))
-    return WriteError(f'cannot write {path}: {why}; free some space or choose a folder you can write to', why)
+    fix = 'free some space or choose another disk' if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else 'choose a folder you can write to'
+    return WriteError(f'cannot write {path}: {why}; {fix}', why)
 
 # %% ../nbs/03_files.ipynb #2ef03dcd
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
 "Cleaning never loses a photo: refusals, random rounds with undo, a killed apply, the Jupyter cleaner, review."
-import csv, hashlib, os, re, shutil, signal, subprocess, tempfile, time
+import csv, hashlib, os, re, shlex, shutil, signal, subprocess, tempfile, time
 from collections import Counter
 from pathlib import Path
 import pytest
@@ -79,6 +79,32 @@ def test_command_refusals(small, args, msg):
     before = tree(small)
     r = run_cli('clean', small, *args, cwd=small.parent)
     assert (r.returncode, r.stdout) == (2, '') and msg in r.stderr and r.stderr.count('\n') == 1, r.stderr
+    assert tree(small) == before
+    assert sorted(p.name for p in small.iterdir()) == ['Cu', 'St']  # no .cleaning folder or lock file left behind
+
+def run_cli_read_only(folder, *args):
+    "Run the command line with `folder` read-only: a read-only bind mount for root (whom chmod does not stop), else chmod."
+    if os.geteuid() == 0:
+        f, cmd = shlex.quote(str(folder)), ' '.join(shlex.quote(str(a)) for a in [*CLI, *args])
+        r = subprocess.run(['unshare', '-m', 'sh', '-c', f'mount --bind {f} {f} && mount -o remount,ro,bind {f} && exec {cmd}'],
+                           capture_output=True, text=True, timeout=600)
+        if r.stderr.startswith(('unshare:', 'mount:')): pytest.skip(f'cannot make a read-only folder here: {r.stderr.strip()}')
+        return r
+    modes = {p: p.stat().st_mode for p in [folder, *folder.rglob('*')]}
+    try:
+        for p in modes: p.chmod(0o555 if p.is_dir() else 0o444)
+        return run_cli(*args)
+    finally:
+        for p, m in modes.items(): p.chmod(m)
+
+def test_read_only_data_folder_is_one_line(small):
+    review = small.parent/'review.csv'
+    review.write_text('file,action\nSt/St-0001.png,delete\n')
+    before = tree(small)
+    r = run_cli_read_only(small, 'clean', small, '--apply', review)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr and r.stderr.count('\n') == 1, r.stderr
+    assert 'cannot write' in r.stderr and ('read-only' in r.stderr or 'permission denied' in r.stderr)
+    assert sorted(p.name for p in small.iterdir()) == ['Cu', 'St']
     assert tree(small) == before
 
 def test_review_file_without_action_column_and_missing_data(small):

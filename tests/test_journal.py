@@ -135,6 +135,7 @@ def test_sigkill_midway_then_undo_or_finish(root):
         while time.time() < deadline:
             if n_moves() >= moves: break
             time.sleep(0.02)
+        time.sleep(0.1)  # land in the pause after the move, not between its record and the move (a busy machine is slow there)
         os.kill(p.pid, signal.SIGKILL); p.wait()
     p = start()
     # while it runs, its round is 'running', and a second process is refused
