@@ -52,7 +52,9 @@ _WHY = {errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is used 
 
 class WriteError(UserError):
     "A write that failed for a reason the user can fix; `why` is that reason in a few words."
-    def __init__(self, msg:str, why:str): super().__init__(msg); self.why = why
+    def __init__(self, msg:str, # the one-line message
+                 why:str, # the reason alone, e.g. "the disk is full"
+                ): super().__init__(msg); self.why = why
 
 def write_error(path:Path, # the file that could not be written
                 e:OSError, # why
