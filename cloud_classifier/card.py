@@ -23,7 +23,7 @@ def model_dir(path:Path # a model folder, or a file in it (export.pkl, model.onn
     path = Path(path)
     return path if path.is_dir() else path.parent
 
-# %% ../nbs/04_card.ipynb #798b7b1f
+# %% ../nbs/04_card.ipynb #02c7bff2
 def read_card(path:Path # a model folder, or a file in it (export.pkl, model.onnx)
              )->dict:
     "The model card beside `path`: {} when there is none; a `UserError` when it is not a JSON object."
@@ -34,7 +34,7 @@ def read_card(path:Path # a model folder, or a file in it (export.pkl, model.onn
     check(isinstance(card, dict), f"{p} is not valid JSON: restore it from the export, or delete it and export again")
     return card
 
-# %% ../nbs/04_card.ipynb #3824db3e
+# %% ../nbs/04_card.ipynb #462804db
 def _write_text(path:Path, text:str):
     "Write `text` to `path` through a temporary file beside it and a rename."
     tmp = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.tmp')

@@ -168,7 +168,7 @@ class CloudClassifier(Predictor):
             logits, feats = self.net(x)
             return logits.float().numpy(), feats.float().numpy()
 
-# %% ../nbs/07_predict.ipynb #70094882
+# %% ../nbs/07_predict.ipynb #87751d4c
 def load_classifier(path:Path, # model.onnx, or export.pkl (or the folder holding it)
                     engine:str='auto', # for export.pkl: "auto", "torch" or "onnx" (see `CloudClassifier.load`)
                     check_hash:bool=True, # refuse an export.pkl whose sha256 differs from its model card's
