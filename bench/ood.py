@@ -195,7 +195,7 @@ def generated_nonsky(seed, n=20):
 def outputs_by_layer(clf, items, layers):
     "(logits, {layer: average-pooled output of that body block}) for `items`, in one pass."
     import torch
-    from cloud_classifier.onnx import stream_batches
+    from cloud_classifier.runtime import stream_batches
     got = {l: [] for l in layers}
     hooks = [clf.net.blocks[l].register_forward_hook(lambda m, i, o, l=l: got[l].append(o.float().mean((2, 3)).numpy()))
              for l in layers]
@@ -222,7 +222,8 @@ def main():
     if not a.data.exists(): sys.exit(f'{a.data} does not exist: this benchmark needs the CCSN photos')
     import torch
     from cloud_classifier.predict import CloudClassifier
-    from cloud_classifier.onnx import fit_cloud_check, cloud_scores, merge_card
+    from cloud_classifier.cloudcheck import fit_cloud_check, cloud_scores
+    from cloud_classifier.card import merge_card
     from cloud_classifier.genera import class_name
     models, dls, heldout = real_model(a.data, a.out, a.size, a.epochs, a.unfrozen, retrain=a.retrain)
     clf = CloudClassifier.load(models)

@@ -89,8 +89,10 @@ def main():
         real_model(data, a.model.parent)
     import torch
     from fastai.learner import load_learner
-    from cloud_classifier.predict import CloudClassifier, export_onnx
-    from cloud_classifier.onnx import OnnxCloudClassifier, stream_batches, normalize, read_card
+    from cloud_classifier.predict import CloudClassifier
+    from cloud_classifier.onnx import OnnxCloudClassifier, export_onnx
+    from cloud_classifier.runtime import stream_batches, normalize
+    from cloud_classifier.card import read_card
     export_onnx(a.model)  # afresh: the card's cloud check decides which features the graph returns
     tmp = Path(tempfile.mkdtemp(prefix='cc-predict-bench-'))
     files = jpegs(data if data.exists() else None, a.n, tmp/'generated')

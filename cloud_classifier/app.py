@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from .core import UserError, check
-from .onnx import NOT_CLOUD, Prediction
+from .runtime import NOT_CLOUD, Prediction
 
 # %% auto #0
 __all__ = ['TITLE', 'show', 'classify', 'make_app', 'launch']

@@ -275,15 +275,6 @@ def _clean(args):
         print(f"round {s['id']} is {s['status']}: {s['moves']} file(s) moved")
 
 # %% ../nbs/09_cli.ipynb #d0085ad2
-def _classifier(model:Path, check_hash:bool=True, engine:str='auto'):
-    "The classifier for `model`: `OnnxCloudClassifier` for a .onnx file (no PyTorch), else `CloudClassifier`."
-    if Path(model).suffix == '.onnx':
-        try: from cloud_classifier.onnx import OnnxCloudClassifier
-        except ImportError: raise UserError("an ONNX model needs onnxruntime: pip install 'cloud_classifier[onnx]'")
-        return OnnxCloudClassifier.load(model)
-    from cloud_classifier.predict import CloudClassifier
-    return CloudClassifier.load(model, check_hash, engine)
-
 def _show(p, k:int)->str:
     "A prediction as text: the message, then the top `k` classes."
     s = f"{p.file or '<image>'}: {p.message}"
@@ -304,7 +295,8 @@ def _show(p, k:int)->str:
 def _predict(args):
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing: raise UserError(f"no such file or folder: {', '.join(missing)}")
-    clf = _classifier(args.model, not args.no_hash_check, args.engine)
+    from cloud_classifier.predict import load_classifier
+    clf = load_classifier(args.model, args.engine, check_hash=not args.no_hash_check)
     failed, first = 0, True
     if args.json: print('[')
     for p in clf.predict_many(args.paths, bs=args.bs):
@@ -324,8 +316,8 @@ def _predict(args):
 def _export_onnx(args):
     try: import onnxruntime, onnxscript
     except ImportError: raise UserError("exporting to ONNX needs the onnx extra: pip install 'cloud_classifier[onnx]'")
-    from cloud_classifier.predict import export_onnx
-    from cloud_classifier.onnx import read_card
+    from cloud_classifier.onnx import export_onnx
+    from cloud_classifier.card import read_card
     out = export_onnx(args.model, args.out)
     card = read_card(out)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB); probabilities within {card['onnx']['max_prob_diff']:.1g} "
@@ -343,7 +335,8 @@ def _app(args):
     try: import gradio
     except ImportError: raise UserError("the app needs the app extra: pip install 'cloud_classifier[app]'")
     from cloud_classifier.app import launch
-    launch(_classifier(args.model, not args.no_hash_check), host=args.host, port=args.port, top_k=args.top_k, max_mb=args.max_mb)
+    from cloud_classifier.predict import load_classifier
+    launch(load_classifier(args.model, check_hash=not args.no_hash_check), host=args.host, port=args.port, top_k=args.top_k, max_mb=args.max_mb)
 
 # %% ../nbs/09_cli.ipynb #3e9790b3
 def _options_of(name:str, *skip:str)->tuple:

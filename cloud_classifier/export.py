@@ -15,9 +15,10 @@ from fastai.torch_core import rank_distrib
 from fastai.vision.all import Normalize, Resize, RandomResizedCrop
 from .core import defaults, UserError, check
 from .images import file_sha256
+from .card import read_card, write_card
 
 # %% auto #0
-__all__ = ['learner_globals', 'check_exportable', 'export_model', 'read_card', 'load_model']
+__all__ = ['learner_globals', 'check_exportable', 'export_model', 'load_model']
 
 # %% ../nbs/05_export.ipynb #bebd97f5
 class _GlobalsPickler(pickle.Pickler):
@@ -98,15 +99,8 @@ def export_model(learn, # a trained learner
                 image_size=_image_size(learn), normalization=_normalization(learn), metrics=metrics or {},
                 data=data or {}, versions=_versions(), export_file=name, export_sha256=file_sha256(fname),
                 created_at=datetime.now(timezone.utc).isoformat(timespec='seconds'), training_args=args or {})
-    _write_atomic(out_dir/'model_card.json', lambda tmp: tmp.write_text(json.dumps(card, indent=1)))
+    write_card(out_dir, card)
     return fname
-
-def read_card(path:Path # export.pkl, or the folder holding it
-             )->dict|None:
-    "The model card beside an export (or in a model folder), or None."
-    path = Path(path)
-    card = path/'model_card.json' if path.is_dir() else path.parent/'model_card.json'
-    return json.loads(card.read_text()) if card.exists() else None
 
 # %% ../nbs/05_export.ipynb #73fa0806
 def _sniff_torch(path:Path)->bool:
@@ -124,7 +118,7 @@ def load_model(path:Path, # export.pkl, or the folder holding it
     check(path.is_file(), f"model file {path} does not exist: give the export.pkl written by `cloud-classifier train`")
     if check_hash:
         card = read_card(path)
-        check(card is not None and card.get('export_sha256'),
+        check(card.get('export_sha256'),
               f"no model_card.json with a hash beside {path}, so it cannot be checked: load it only if you trust it (check_hash=False, --no-hash-check)")
         sha = file_sha256(path)
         check(sha == card['export_sha256'], f"{path} does not match its model card (sha256 {sha[:12]}... != {card['export_sha256'][:12]}...): "

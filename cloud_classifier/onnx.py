@@ -1,4 +1,4 @@
-"""Result objects, the "not a cloud photo" check, streaming batches, and `OnnxCloudClassifier`: prediction with onnxruntime, PIL and numpy only.
+"""`model.onnx`: a learner exported for ONNX Runtime and checked against PyTorch, and `OnnxCloudClassifier`, which predicts with it on onnxruntime, PIL and numpy only.
 
 Docs: https://cloud-classifier.github.io/cloud_classifier/onnx.html.md"""
 
@@ -6,327 +6,56 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/onnx.html.md"""
 
 # %% ../nbs/07a_onnx.ipynb #e748cdde
 from __future__ import annotations
-import base64, json, os, tempfile
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, asdict
-from itertools import islice
+import os
 from pathlib import Path
 import numpy as np
-from PIL import Image
-from .core import defaults, UserError, check
-from .genera import describe
-from .images import BadImage, open_image, is_image_file, file_sha256
+from .core import check
+from .images import file_sha256
+from .card import read_card, merge_card, model_dir
+from .runtime import Predictor, normalize
 
 # %% auto #0
-__all__ = ['CARD_NAME', 'NOT_CLOUD', 'CLOUD_CHECK_METHODS', 'model_dir', 'read_card', 'merge_card', 'encode_array',
-           'decode_array', 'iter_inputs', 'to_image', 'prepare', 'normalize', 'Prediction', 'make_prediction',
-           'failed_prediction', 'cloud_scores', 'fit_cloud_check', 'stream_batches', 'run_batches', 'Predictor',
-           'OnnxCloudClassifier']
+__all__ = ['export_onnx', 'OnnxCloudClassifier']
 
-# %% ../nbs/07a_onnx.ipynb #a5f31dd3
-CARD_NAME = 'model_card.json'
+# %% ../nbs/07a_onnx.ipynb #595ed832
+def _onnx_export(module, x, out:Path, names:list):
+    "Export the torch `module` on example batch `x` to the single file `out` with a dynamic batch axis."
+    import contextlib, io, warnings, torch
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter('ignore')
+        torch.onnx.export(module, (x,), str(out), input_names=['image'], output_names=names, opset_version=18,
+                          dynamic_shapes=({0: torch.export.Dim('batch', min=1)},), dynamo=True, external_data=False)
 
-def model_dir(path:Path # a model folder, or a file in it (export.pkl, model.onnx)
-             )->Path:
-    "The folder holding the model files."
-    path = Path(path)
-    return path if path.is_dir() else path.parent
-
-def read_card(path:Path # a model folder, or a file in it
-             )->dict:
-    "The model card beside `path`, or {} when there is none."
-    p = model_dir(path)/CARD_NAME
-    if not p.exists(): return {}
-    try: return json.loads(p.read_text())
-    except ValueError: raise UserError(f"{p} is not valid JSON: restore it from the export, or delete it and export again")
-
-def merge_card(path:Path, # a model folder, or a file in it
-               **keys, # top-level keys to set
-              )->dict:
-    "Set `keys` in the model card beside `path` (created when absent), atomically; return the card."
-    d = model_dir(path)
-    card = read_card(d) | keys
-    fd, tmp = tempfile.mkstemp(dir=d, prefix='.model_card.', suffix='.tmp')
-    with os.fdopen(fd, 'w') as f: json.dump(card, f, indent=1)
-    os.replace(tmp, d/CARD_NAME)
-    return card
-
-# %% ../nbs/07a_onnx.ipynb #1853b359
-def encode_array(a # a numpy array (or anything `np.asarray` takes)
-                )->dict:
-    "A numpy array as a JSON-able dict (float32, base64)."
-    a = np.ascontiguousarray(a, dtype='<f4')
-    return dict(dtype='float32', shape=list(a.shape), base64=base64.b64encode(a.tobytes()).decode())
-
-def decode_array(d:dict # what `encode_array` returned
-                )->np.ndarray:
-    "The array `encode_array` stored."
-    return np.frombuffer(base64.b64decode(d['base64']), dtype='<f4').reshape(d['shape'])
-
-# %% ../nbs/07a_onnx.ipynb #d6a9de78
-def iter_inputs(items # a path, folder, image, bytes or array, or a list of them
-               ):
-    "Yield each input, expanding folders (recursively, hidden folders skipped) into their image files."
-    if isinstance(items, (str, Path, bytes, bytearray, np.ndarray, Image.Image)): items = [items]
-    for x in items:
-        if isinstance(x, (str, Path)) and Path(x).is_dir():
-            for root, dirs, files in os.walk(x):
-                dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-                yield from (Path(root)/f for f in sorted(files) if is_image_file(Path(f)))
-        else: yield Path(x) if isinstance(x, str) else x
-
-def to_image(x, # a path, PIL image, bytes or numpy array (HxW or HxWxC, uint8 or floats in 0-1)
-             max_side:int|None=defaults.max_side, # scale the longer side down to this
-            )->Image.Image:
-    "An RGB PIL image through `open_image`; raises `BadImage` or `OSError`."
-    if isinstance(x, np.ndarray):
-        if x.dtype != np.uint8:
-            check(np.issubdtype(x.dtype, np.floating), f"an image array must be uint8 or float, not {x.dtype}")
-            x = (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
-        if x.ndim == 3 and x.shape[2] == 1: x = x[..., 0]
-        if x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[2] not in (3, 4)): raise BadImage('not-an-image', f'array of shape {x.shape}')
-        x = Image.fromarray(x)
-    return open_image(x, max_side=max_side)
-
-# %% ../nbs/07a_onnx.ipynb #371dc60b
-_PIL_RESAMPLE = {0: Image.Resampling.NEAREST, 2: Image.Resampling.BILINEAR, 3: Image.Resampling.BICUBIC, 1: Image.Resampling.LANCZOS}
-_PAD_MODES = {'zeros': 'constant', 'border': 'edge', 'reflection': 'reflect'}
-
-def _crop_pad(im:Image.Image, sz, tl, resample:int=2, pad_mode:str='reflection', resize_to=None)->Image.Image:
-    "fastai's `crop_pad` on a PIL image: crop to `sz` (w, h) at top-left `tl`, pad where outside, then resize."
-    (w, h), (cw, ch), (l, t) = im.size, sz, tl
-    if l >= 0 or t >= 0 or l + cw <= w or t + ch <= h:
-        im = im.crop((max(l, 0), max(t, 0), min(l + cw, w), min(t + ch, h)))
-    if l < 0 or t < 0 or l + cw >= w or t + ch >= h:
-        p, f = (max(-l, 0), max(-t, 0)), (max(cw - w + l, 0), max(ch - h + t, 0))
-        if any(p) or any(f):
-            a = np.pad(np.asarray(im), ((p[1], f[1]), (p[0], f[0]), (0, 0)), mode=_PAD_MODES[pad_mode])
-            im = Image.fromarray(a)
-    if resize_to is not None: im = im.resize(tuple(resize_to), _PIL_RESAMPLE[resample])
-    return im
-
-def prepare(im:Image.Image, # an RGB image
-            spec:dict, # the preprocessing spec (see `predict.preprocessing_spec`)
-           )->np.ndarray:
-    "The HxWx3 uint8 array the model sees for `im`, made as the learner's validation transforms make it."
-    for t in spec['resize']:
-        w, h = im.size
-        sw, sh = t['size']
-        if t['kind'] == 'squish': im = _crop_pad(im, (w, h), (0, 0), t['resample'], t['pad_mode'], (sw, sh))
-        elif t['kind'] == 'resize':
-            pad = t['method'] == 'pad'
-            m = w / sw if ((w / sw > h / sh) if pad else (w / sw < h / sh)) else h / sh
-            cw, ch = int(m * sw), int(m * sh)
-            tl = (int(0.5 * (w - cw)), int(0.5 * (h - ch)))
-            im = _crop_pad(im, (cw, ch), tl, t['resample'], t['pad_mode'], (sw, sh))
-        elif t['kind'] == 'resized_crop':
-            fw, fh = t['final_size']
-            im = _crop_pad(im, (w, h), (0, 0), t['resample'], 'reflection', (fw, fh))
-            im = _crop_pad(im, (sw, sh), ((fw - sw) // 2, (fh - sh) // 2), pad_mode='zeros')
-        elif t['kind'] == 'center_crop':
-            im = _crop_pad(im, (sw, sh), ((w - sw) // 2, (h - sh) // 2), pad_mode=t['pad_mode'])
-        else: raise ValueError(f"unknown resize kind {t['kind']!r}")
-    return np.asarray(im, dtype=np.uint8)
-
-def normalize(batch:np.ndarray, # NxHxWx3 uint8
-              spec:dict, # the preprocessing spec
-             )->np.ndarray:
-    "The float32 NCHW batch the model takes: scaled to 0-1, then normalised when the learner normalises."
-    x = batch.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(spec.get('div', 255.0))
-    if spec.get('mean') is not None:
-        mean, std = (np.asarray(spec[k], np.float32).reshape(1, -1, 1, 1) for k in ('mean', 'std'))
-        x = (x - mean) / std
-    return x
-
-# %% ../nbs/07a_onnx.ipynb #cede69e2
-NOT_CLOUD = 'not a cloud photo'
-
-@dataclass
-class Prediction:
-    "What the model says about one image."
-    file:str|None # the input's path; None for an in-memory image
-    genus:str|None # the predicted class (a genus' full name, or the class name); None when rejected or unreadable
-    abbr:str|None # WMO abbreviation; None for classes that are not genera
-    probability:float|None # probability of `genus`
-    height:str|None # "high", "middle" or "low"
-    height_band:str|None # e.g. "low, below 2000 m"
-    description:str|None # one line on what the genus looks like
-    is_cloud:bool|None # False: rejected as not a sky photo; None: unreadable, or the model has no cloud check
-    probabilities:dict=field(default_factory=dict) # class -> probability, most likely first
-    cloud_score:float|None=None # distance from the training photos; above the card's threshold means not a cloud photo
-    message:str='' # one line for people
-    error:str|None=None # why the input could not be read
-
-    def top(self, k:int=3)->list:
-        "The `k` most likely (class, probability) pairs."
-        return list(self.probabilities.items())[:k]
-    def as_dict(self)->dict: return asdict(self)
-    def __str__(self): return self.message
-
-def _message(g:dict, p:float, is_cloud, score, threshold)->str:
-    if is_cloud is False:
-        return (f"{NOT_CLOUD}: it looks unlike the sky photos the model was trained on "
-                f"(distance {score:.3g} above the threshold {threshold:.3g}), so no genus is given")
-    s = f"{g['name']}" + (f" ({g['abbr']})" if g['abbr'] else '') + f" {p:.0%}"
-    if g['height_band']: s += f", {g['height_band']}: {g['description']}"
-    return s + (' (not checked for being a cloud photo: the model card has no cloud check)' if is_cloud is None else '')
-
-def make_prediction(file, # the input (a path is kept as text)
-                    probs:np.ndarray, # class probabilities
-                    classes:list, # class names, in the model's order
-                    score:float|None=None, # cloud-check distance, when the model has a check
-                    threshold:float|None=None, # cloud-check threshold
-                   )->Prediction:
-    "A `Prediction` from class probabilities and the cloud check."
-    order = np.argsort(-probs, kind='stable')
-    table = {str(classes[i]): float(probs[i]) for i in order}
-    is_cloud = None if score is None else bool(score <= threshold)
-    g, p = describe(classes[order[0]]), float(probs[order[0]])
-    keep = is_cloud is not False
-    return Prediction(file=str(file) if isinstance(file, (str, Path)) else None,
-                      genus=g['name'] if keep else None, abbr=g['abbr'] if keep else None,
-                      probability=p if keep else None, height=g['height'] if keep else None,
-                      height_band=g['height_band'] if keep else None, description=g['description'] if keep else None,
-                      is_cloud=is_cloud, probabilities=table, cloud_score=None if score is None else float(score),
-                      message=_message(g, p, is_cloud, score, threshold))
-
-def failed_prediction(file, # the input
-                      reason:str, # why it could not be read
-                     )->Prediction:
-    "The `Prediction` for an input that could not be read."
-    return Prediction(file=str(file) if isinstance(file, (str, Path)) else None, genus=None, abbr=None, probability=None,
-                      height=None, height_band=None, description=None, is_cloud=None,
-                      message=f'cannot read this image: {reason}', error=reason)
-
-# %% ../nbs/07a_onnx.ipynb #0aeff654
-CLOUD_CHECK_METHODS = ('mahalanobis', 'energy', 'msp')
-
-def _softmax(logits:np.ndarray)->np.ndarray:
-    z = logits - logits.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-def _logsumexp(logits:np.ndarray)->np.ndarray:
-    m = logits.max(1, keepdims=True)
-    return (m + np.log(np.exp(logits - m).sum(1, keepdims=True)))[:, 0]
-
-def _maha_stats(feats, labels, k):
-    "Main components of `feats` (whitened), the class means in them, and the within-class precision."
-    feats = np.asarray(feats, np.float64)
-    mean = feats.mean(0)
-    x = feats - mean
-    _, s, vt = np.linalg.svd(x, full_matrices=False)
-    # components with (almost) no variance would divide by ~0: keep those above a thousandth of the largest
-    k = int(min(k, len(s) - 1, x.shape[1], (s > 1e-3 * s[0]).sum()))
-    scale = s[:k] / np.sqrt(max(len(x) - 1, 1))
-    z = x @ vt[:k].T / scale
-    labels = np.asarray(labels)
-    cls = sorted(set(labels.tolist()))
-    means = np.stack([z[labels == c].mean(0) for c in cls])
-    within = np.concatenate([z[labels == c] - means[i] for i, c in enumerate(cls)])
-    # shrunk towards the identity (the total covariance, after whitening): few photos per class
-    # leave the within-class covariance nearly singular, and its inverse would magnify noise
-    cov = 0.9 * within.T @ within / len(within) + 0.1 * np.eye(k)
-    resid = np.linalg.norm(x - (z * scale) @ vt[:k], axis=1)
-    resid_scale = np.median(resid) + 1e-3 * np.median(np.linalg.norm(x, axis=1))
-    return dict(mean=mean, components=vt[:k], scale=scale, class_means=means,
-                precision=np.linalg.inv(cov), resid_scale=np.array([resid_scale]))
-
-def cloud_scores(cloud_check:dict, # the card's `cloud_check`
-                 logits:np.ndarray, # NxC logits
-                 feats:np.ndarray|None=None, # NxD pooled block features (for "mahalanobis")
-                )->np.ndarray:
-    "One not-a-cloud score per image: larger is less like the training photos."
-    if cloud_check['method'] == 'msp': return -_softmax(logits).max(1)
-    if cloud_check['method'] == 'energy': return -_logsumexp(logits)
-    s = {k: decode_array(v) for k, v in cloud_check['stats'].items()}
-    x = np.asarray(feats, np.float32) - s['mean']
-    z = x @ s['components'].T / s['scale']
-    d = z[:, None, :] - s['class_means'][None]
-    maha = np.einsum('nck,kl,ncl->nc', d, s['precision'], d).min(1) / z.shape[1]
-    resid = np.linalg.norm(x - (z * s['scale']) @ s['components'], axis=1) / s['resid_scale'][0]
-    return maha + cloud_check.get('resid_weight', 1.0) * resid
-
-def fit_cloud_check(train_feats:np.ndarray, # NxD pooled block features of training photos (no augmentation)
-                    train_labels, # their class indices
-                    valid:tuple, # (logits, features) of validation photos, used only for the threshold
-                    method:str='mahalanobis', # one of CLOUD_CHECK_METHODS
-                    keep:float=0.975, # share of validation photos the threshold keeps
-                    k:int=64, # main components kept for "mahalanobis"
-                    resid_weight:float=1.0, # weight of the off-component part
-                   )->dict:
-    "The card's `cloud_check`: the method, what it needs, and a threshold keeping `keep` of validation photos."
-    check(method in CLOUD_CHECK_METHODS, f"unknown cloud check {method!r}: use one of {', '.join(CLOUD_CHECK_METHODS)}")
-    out = dict(method=method, keep=keep)
-    if method == 'mahalanobis':
-        out |= dict(feature='average-pooled body block', k=k, resid_weight=resid_weight,
-                    stats={n: encode_array(a) for n, a in _maha_stats(train_feats, train_labels, k).items()})
-    scores = cloud_scores(out, *valid)
-    return out | dict(threshold=float(np.quantile(scores, keep)), n_train=len(train_labels), n_valid=len(scores))
-
-# %% ../nbs/07a_onnx.ipynb #c314a9ad
-def _load_one(x, spec:dict):
-    "The prepared array for input `x`, or the reason it cannot be read."
-    try: return prepare(to_image(x, spec.get('max_side')), spec)
-    except BadImage as e: return e.reason
-    except FileNotFoundError: return 'not-found'
-    except OSError as e: return f'unreadable: {e.strerror or e}'
-    except UserError as e: return str(e)
-
-def stream_batches(items, # inputs (see `iter_inputs`)
-                   spec:dict, # the preprocessing spec
-                   bs:int=64, # images per batch
-                   workers:int|None=None, # threads that open images; the CPU count when None
-                   prefetch:int=2, # batches opened ahead of the one being run
-                  ):
-    "Yield (inputs, arrays-or-reasons) per batch, opening the next batches in threads."
-    it = iter_inputs(items)
-    with ThreadPoolExecutor(workers or os.cpu_count() or 2) as ex:
-        pending = deque()
-        def submit():
-            chunk = list(islice(it, bs))
-            if chunk: pending.append((chunk, [ex.submit(_load_one, x, spec) for x in chunk]))
-        for _ in range(prefetch + 1): submit()
-        while pending:
-            chunk, futs = pending.popleft()
-            submit()
-            yield chunk, [f.result() for f in futs]
-
-def run_batches(items, # inputs (see `iter_inputs`)
-                spec:dict, # the preprocessing spec
-                forward, # NxHxWx3 uint8 array -> (logits, features or None) as numpy
-                classes:list, # class names
-                cloud_check:dict|None=None, # the card's cloud check
-                bs:int=64, # images per batch
-                workers:int|None=None, # threads that open images
-               ):
-    "Yield one `Prediction` per input, in order, running `forward` on batches."
-    for chunk, arrs in stream_batches(items, spec, bs, workers):
-        ok = [i for i, a in enumerate(arrs) if not isinstance(a, str)]
-        res = {}
-        if ok:
-            logits, feats = forward(np.stack([arrs[i] for i in ok]))
-            probs = _softmax(np.asarray(logits, np.float64))
-            scores = cloud_scores(cloud_check, logits, feats) if cloud_check else [None] * len(ok)
-            thr = cloud_check['threshold'] if cloud_check else None
-            res = {i: make_prediction(chunk[i], probs[j], classes, scores[j], thr) for j, i in enumerate(ok)}
-        for i, x in enumerate(chunk): yield res.get(i) or failed_prediction(x, arrs[i])
-
-# %% ../nbs/07a_onnx.ipynb #bfdfbfaf
-class Predictor:
-    "`predict` and `predict_many` for a classifier with `forward`, `spec`, `classes` and `cloud_check`."
-    def predict_many(self, items, # paths, folders, PIL images, bytes or arrays
-                     bs:int=64, # images per batch
-                     workers:int|None=None, # threads that open images; the CPU count when None
-                    ):
-        "Yield one `Prediction` per input, in order, streaming batches."
-        yield from run_batches(items, self.spec, self.forward, self.classes, self.cloud_check, bs, workers)
-
-    def predict(self, x # a path, PIL image, bytes or numpy array
-               )->Prediction:
-        "The `Prediction` for one image."
-        return next(iter(self.predict_many([x], bs=1, workers=1)))
+def export_onnx(model:Path, # export.pkl, or the folder holding it
+                out:Path|None=None, # the ONNX file; `model.onnx` beside export.pkl when None
+                atol:float=1e-5, # largest difference in probability allowed against PyTorch
+               )->Path:
+    "Write the learner as ONNX and its preprocessing into the model card; return the ONNX file."
+    # PyTorch and the learner are needed here only, so importing this module (to predict) needs neither
+    import onnxruntime as ort, torch
+    from cloud_classifier.predict import CloudClassifier
+    clf = CloudClassifier.load(model, engine='torch')
+    out = Path(out) if out else model_dir(model)/'model.onnx'
+    module, names = (clf.net, ['logits', 'features']) if clf.net is not None else (clf.model, ['logits'])
+    module = module.eval().to(memory_format=torch.contiguous_format)
+    h, w = (clf.spec['resize'][-1]['size'][::-1] if clf.spec['resize'] else (224, 224))
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)
+    x = torch.from_numpy(normalize(batch, clf.spec))
+    tmp = out.with_name(f'.{out.name}.tmp')
+    try:
+        _onnx_export(module, x, tmp, names)
+        got = ort.InferenceSession(str(tmp), providers=['CPUExecutionProvider']).run(None, {'image': x.numpy()})[0]
+        want = clf.forward(batch)[0]
+        diff = float(np.abs(torch.softmax(torch.from_numpy(got), 1) - torch.softmax(torch.from_numpy(want), 1)).max())
+        check(diff <= atol, f"the ONNX model's probabilities differ from PyTorch's by {diff:.2g}: not written")
+        os.replace(tmp, out)
+    finally: tmp.unlink(missing_ok=True)
+    merge_card(out, preprocessing=clf.spec, onnx=dict(file=out.name, sha256=file_sha256(out), classes=clf.classes,
+                                                    outputs=names, opset=18, max_prob_diff=diff,
+                                                    source_sha256=clf.card.get('export_sha256'),
+                                                    feature_layer=None if clf.net is None else clf.net.layer))
+    return out
 
 # %% ../nbs/07a_onnx.ipynb #2bb6287f
 class OnnxCloudClassifier(Predictor):

@@ -15,7 +15,8 @@ from .data import list_classes, class_files, image_stats, stats_table
 from .scrape import scrape, SearchUnreachable
 from .dedupe import find_duplicates, remove_duplicates, duplicates_report
 from .train import train_model, summary, TRAIN_DEFAULTS
-from .export import export_model, read_card
+from .export import export_model
+from .card import read_card
 from .predict import add_cloud_check
 
 # %% auto #0

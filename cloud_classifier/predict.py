@@ -6,7 +6,7 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/predict.html.md"""
 
 # %% ../nbs/07_predict.ipynb #c13faf7f
 from __future__ import annotations
-import os, pickle, tempfile, warnings
+import warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -15,14 +15,15 @@ from fastai.learner import Learner
 from fastai.data.transforms import IntToFloatTensor, Normalize, ToTensor
 from fastai.vision.augment import Resize, RandomResizedCrop, CropPad, AffineCoordTfm, ResizeMethod
 from .core import defaults, UserError, check
-from .images import file_sha256
-from .export import load_model, export_model
-from .onnx import (Predictor, Prediction, read_card, merge_card, model_dir, prepare, stream_batches,
-                                   fit_cloud_check, normalize, OnnxCloudClassifier)
+from .export import load_model
+from .card import read_card, merge_card, model_dir
+from .runtime import Predictor, stream_batches
+from .cloudcheck import fit_cloud_check
+from .onnx import OnnxCloudClassifier
 
 # %% auto #0
-__all__ = ['ENGINES', 'preprocessing_spec', 'default_feature_layer', 'CloudClassifier', 'cloud_check_for', 'add_cloud_check',
-           'export_onnx']
+__all__ = ['ENGINES', 'preprocessing_spec', 'default_feature_layer', 'CloudClassifier', 'load_classifier', 'cloud_check_for',
+           'add_cloud_check']
 
 # %% ../nbs/07_predict.ipynb #21a21b49
 def _load_learner(path:Path, # export.pkl, or the folder holding it
@@ -57,7 +58,7 @@ def _image_type_max_side(learn)->int|None:
 
 def preprocessing_spec(learn:Learner # a fastai vision learner
                       )->dict:
-    "The learner's validation preprocessing as a plain dict (see `onnx.prepare`)."
+    "The learner's validation preprocessing as a plain dict (see `runtime.prepare`)."
     dl = learn.dls.valid
     resize = [_resize_spec(t) for t in dl.after_item.fs if not _train_only(t) and not isinstance(t, ToTensor)]
     spec = dict(max_side=_image_type_max_side(learn), resize=resize, div=255.0, mean=None, std=None)
@@ -167,6 +168,19 @@ class CloudClassifier(Predictor):
             logits, feats = self.net(x)
             return logits.float().numpy(), feats.float().numpy()
 
+# %% ../nbs/07_predict.ipynb #87751d4c
+def load_classifier(path:Path, # model.onnx, or export.pkl (or the folder holding it)
+                    engine:str='auto', # for export.pkl: "auto", "torch" or "onnx" (see `CloudClassifier.load`)
+                    check_hash:bool=True, # refuse an export.pkl whose sha256 differs from its model card's
+                   )->Predictor:
+    "The classifier for `path`: `OnnxCloudClassifier` for a .onnx file, else `CloudClassifier` on `engine`."
+    check(engine in ENGINES, f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if Path(path).suffix != '.onnx': return CloudClassifier.load(path, check_hash, engine)
+    check(engine != 'torch', f"{path} runs on ONNX Runtime only: give the export.pkl beside it to run on PyTorch")
+    try: import onnxruntime
+    except ImportError: raise UserError("an ONNX model needs onnxruntime: pip install 'cloud_classifier[onnx]'") from None
+    return OnnxCloudClassifier.load(path)
+
 # %% ../nbs/07_predict.ipynb #5a77ed96
 def _outputs(clf:CloudClassifier, items:list, bs:int=64):
     "(logits, features, indices of the items that opened) for `items`."
@@ -182,7 +196,7 @@ def _outputs(clf:CloudClassifier, items:list, bs:int=64):
 
 def cloud_check_for(learn:Learner, # the trained learner
                     dls, # the DataLoaders it was trained on
-                    method:str='mahalanobis', # see `onnx.CLOUD_CHECK_METHODS`
+                    method:str='mahalanobis', # see `cloudcheck.CLOUD_CHECK_METHODS`
                     keep:float=0.975, # share of validation photos kept
                     layer:int|None=None, # body block whose features are measured; `default_feature_layer` when None
                     **kwargs, # passed to `fit_cloud_check`
@@ -206,41 +220,3 @@ def add_cloud_check(model:Path, # the model folder (or its export.pkl)
     cc = cloud_check_for(learn, dls, **kwargs)
     merge_card(model, cloud_check=cc)
     return cc
-
-# %% ../nbs/07_predict.ipynb #595ed832
-def _onnx_export(module:nn.Module, x:torch.Tensor, out:Path, names:list):
-    "Export `module` on example `x` to the single file `out` with a dynamic batch axis."
-    import contextlib, io, warnings
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter('ignore')
-        torch.onnx.export(module, (x,), str(out), input_names=['image'], output_names=names, opset_version=18,
-                          dynamic_shapes=({0: torch.export.Dim('batch', min=1)},), dynamo=True, external_data=False)
-
-def export_onnx(model:Path, # export.pkl, or the folder holding it
-                out:Path|None=None, # the ONNX file; `model.onnx` beside export.pkl when None
-                atol:float=1e-5, # largest difference in probability allowed against PyTorch
-               )->Path:
-    "Write the learner as ONNX and its preprocessing into the model card; return the ONNX file."
-    import onnxruntime as ort
-    clf = CloudClassifier.load(model, engine='torch')
-    out = Path(out) if out else model_dir(model)/'model.onnx'
-    module, names = (clf.net, ['logits', 'features']) if clf.net is not None else (clf.model, ['logits'])
-    module = module.eval().to(memory_format=torch.contiguous_format)
-    h, w = (clf.spec['resize'][-1]['size'][::-1] if clf.spec['resize'] else (224, 224))
-    rng = np.random.default_rng(0)
-    batch = rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)
-    x = torch.from_numpy(normalize(batch, clf.spec))
-    tmp = out.with_name(f'.{out.name}.tmp')
-    try:
-        _onnx_export(module, x, tmp, names)
-        got = ort.InferenceSession(str(tmp), providers=['CPUExecutionProvider']).run(None, {'image': x.numpy()})[0]
-        want = clf.forward(batch)[0]
-        diff = float(np.abs(torch.softmax(torch.from_numpy(got), 1) - torch.softmax(torch.from_numpy(want), 1)).max())
-        check(diff <= atol, f"the ONNX model's probabilities differ from PyTorch's by {diff:.2g}: not written")
-        os.replace(tmp, out)
-    finally: tmp.unlink(missing_ok=True)
-    merge_card(out, preprocessing=clf.spec, onnx=dict(file=out.name, sha256=file_sha256(out), classes=clf.classes,
-                                                    outputs=names, opset=18, max_prob_diff=diff,
-                                                    source_sha256=clf.card.get('export_sha256'),
-                                                    feature_layer=None if clf.net is None else clf.net.layer))
-    return out

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 from cloud_classifier.core import UserError
-from cloud_classifier.onnx import OnnxCloudClassifier, read_card
-from cloud_classifier.predict import CloudClassifier
+from cloud_classifier.card import read_card
+from cloud_classifier.onnx import OnnxCloudClassifier
+from cloud_classifier.predict import CloudClassifier, load_classifier
 from conftest import run_cli, ROOT
 from tiny_model import tiny_model, chart_png
 
@@ -71,6 +72,13 @@ def test_cli_predict_on_onnx(exported):
     r = run_cli('predict', models/'model.onnx', data/'rocks', '--json')
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)) == 14
+
+
+def test_load_classifier_chooses_the_engine(exported):
+    models, _ = exported
+    assert type(load_classifier(models/'model.onnx')) is OnnxCloudClassifier
+    assert (load_classifier(models).engine, load_classifier(models, engine='torch').engine) == ('onnx', 'torch')
+    with pytest.raises(UserError, match='ONNX Runtime only'): load_classifier(models/'model.onnx', engine='torch')
 
 
 def test_tampered_or_missing_onnx_refused(exported, tmp_path):

@@ -1,5 +1,5 @@
 "CloudClassifier: the same answers as learn.predict, in streamed batches, with error entries and the cloud check."
-import io, itertools, json
+import io, itertools, json, os, stat
 from pathlib import Path
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from PIL import Image
 from fastai.vision.all import vision_learner, resnet18, Resize, ResizeMethod
 from cloud_classifier.core import UserError
 from cloud_classifier.data import cloud_dataloaders
-from cloud_classifier.onnx import read_card, merge_card
+from cloud_classifier.card import read_card, merge_card
 from cloud_classifier.predict import CloudClassifier, preprocessing_spec
 from conftest import run_cli, shared_dir
 from tiny_model import tiny_model, chart_png
@@ -122,6 +122,8 @@ def test_merge_card_keeps_the_export_keys(model, tmp_path):
     merge_card(d/'export.pkl', cloud_check={'method': 'msp', 'threshold': -0.5})
     assert read_card(d) == {'classes': ['a', 'b'], 'export_sha256': 'abc', 'cloud_check': {'method': 'msp', 'threshold': -0.5}}
     assert sorted(p.name for p in d.iterdir()) == ['model_card.json']
+    umask = os.umask(0); os.umask(umask)
+    assert stat.S_IMODE((d/'model_card.json').stat().st_mode) == 0o666 & ~umask  # as `open` makes it, not 0600
 
 
 def test_model_without_cloud_check_says_so(model, tmp_path):
