@@ -13,8 +13,8 @@ from .data import list_classes, cloud_dataloaders
 from .dedupe import split_groups
 from .train import AUGMENTATIONS
 from .export import export_model, load_model
-from .onnx import read_card, merge_card
-from .predict import cloud_check_for, add_cloud_check, export_onnx
+from .onnx import read_card
+from .predict import add_cloud_check, export_onnx
 
 # %% auto #0
 __all__ = ['package_model', 'card_dataloaders', 'load_with_data', 'add_model_cloud_check']
