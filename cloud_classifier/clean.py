@@ -277,10 +277,19 @@ def review(model:Path, # an exported learner, `export.pkl`
 # %% ../nbs/06_clean.ipynb #d95b9a23
 class CloudCleaner:
     "fastai's `ImageClassifierCleaner`, whose decisions persist across views and are applied safely in one call."
-    def __init__(self, learn, # a fastai Learner on a folder-per-class data set
-                 path:Path|None=None, # the data folder; the one folder holding the items' class folders when None
+    def __init__(self, learn, # a fastai Learner on a folder-per-class data set, or an exported model (export.pkl or its folder)
+                 path:Path|None=None, # the data folder (needed with an exported model); the one folder holding the items' class folders when None
+                 check_hash:bool=True, # with an exported model: refuse one whose sha256 differs from its model card's
+                 bs:int=64, # with an exported model: batch size for scoring the photos
                  **kwargs, # passed to `ImageClassifierCleaner` (height, width, max_n)
                 ):
+        if isinstance(learn, (str, Path)):
+            check(path is not None, f"give the data folder to clean with the model: CloudCleaner({str(learn)!r}, path=DATA)")
+            from cloud_classifier.package import load_with_data
+            learn = load_with_data(learn, path, check_hash, bs=bs, balance='none')  # every photo, split as in training
+        check(len(learn.dls.train_ds) + len(learn.dls.valid_ds) > 0,
+              "the learner holds no photos (a loaded export keeps none): give the model file and the data folder, "
+              "CloudCleaner('models/export.pkl', path=DATA)")
         # imported here, not at the top: the command line imports this module and needs no widgets
         import builtins, fastai.vision.widgets as fw
         from fastai.vision.widgets import ImageClassifierCleaner, Label, VBox

@@ -157,7 +157,7 @@ def _lr(s:str):
     try: return float(s)
     except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a learning rate: give a number like 1e-3, or auto") from None
 
-@command('train', 'Fine-tune a classifier on a folder-per-class image set, then export it (export.pkl + model_card.json).',
+@command('train', 'Fine-tune a classifier on a folder-per-class image set, then export it (export.pkl + model_card.json with the cloud check).',
          arg('data', type=Path, help='folder holding one sub-folder per class'),
          arg('--out', type=Path, default=defaults.models, help='folder for export.pkl, the model card, reports and checkpoints'),
          arg('--arch', default='resnet34', help='torchvision architecture, e.g. resnet18/34/50, mobilenet_v2, efficientnet_b0, convnext_tiny'),
@@ -180,7 +180,7 @@ def _lr(s:str):
 def _train(args):
     import matplotlib; matplotlib.use('Agg')
     from cloud_classifier.train import train_model, summary, TRAIN_DEFAULTS
-    from cloud_classifier.export import export_model
+    from cloud_classifier.package import package_model
     from cloud_classifier.dedupe import split_groups
     D = TRAIN_DEFAULTS
     groups = split_groups(args.data) if args.data.is_dir() else None  # the same on --resume, so the split is too
@@ -191,7 +191,7 @@ def _train(args):
                              bs=args.bs, seed=args.seed, balance=args.balance or D['balance'], aug=args.aug or D['aug'],
                              label_smoothing=D['label_smoothing'] if args.label_smoothing is None else args.label_smoothing, classes=args.classes,
                              test=args.test, valid_pct=args.valid_pct, resume=args.resume)
-    fname = export_model(learn, args.out, metrics=res['metrics'], data=res['data'], args=res['args'])
+    fname = package_model(learn, args.out, metrics=res['metrics'], data=res['data'], args=res['args'])
     print(summary(res, args.out))
     print(f"model: {fname} (card: {fname.parent/'model_card.json'})")
 
@@ -218,6 +218,20 @@ def _evaluate(args):
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.json.with_name(args.json.name + '.tmp'); tmp.write_text(json.dumps(res, indent=1)); tmp.replace(args.json)
         print(f'written {args.json}')
+
+# %% ../nbs/09_cli.ipynb #d221ff73
+@command('cloud-check', 'Fit the "not a cloud photo" check of a model exported without one, on the photos it was trained on.',
+         arg('model', type=Path, help='export.pkl, or the folder holding it and its model card'),
+         arg('data', type=Path, help='folder holding one sub-folder per class: the photos the model was trained on'),
+         arg('--bs', type=int, default=64, help='images per batch'),
+         arg('--no-hash-check', action='store_true', help="load export.pkl even when its sha256 differs from its model card's (only files you trust)"),
+         epilog='The check is written into the model card; export.pkl is not changed.')
+def _cloud_check(args):
+    from cloud_classifier.package import add_model_cloud_check
+    cc = add_model_cloud_check(args.model, args.data, check_hash=not args.no_hash_check, bs=args.bs)
+    card = (args.model if args.model.is_dir() else args.model.parent)/'model_card.json'
+    print(f"cloud check ({cc['method']}) fitted on {cc['n_train']} training photos; its threshold keeps {cc['keep']:.1%} "
+          f"of {cc['n_valid']} validation photos; written to {card}")
 
 # %% ../nbs/09_cli.ipynb #90e4fe4b
 def _interrupted_note(data:Path):

@@ -15,9 +15,8 @@ from .data import list_classes, class_files, image_stats, stats_table
 from .scrape import scrape, SearchUnreachable
 from .dedupe import find_duplicates, remove_duplicates, duplicates_report
 from .train import train_model, summary, TRAIN_DEFAULTS
-from .export import export_model
 from .card import read_card
-from .predict import add_cloud_check
+from .package import package_model
 
 # %% auto #0
 __all__ = ['read_run', 'data_fingerprint', 'photos_stage', 'dedupe_stage', 'train_stage', 'run_pipeline', 'run_summary']
@@ -98,8 +97,7 @@ def train_stage(images:Path, # the folder of photos
         return done
     resume = done.get('key') == key and (out/'checkpoints'/'progress.json').exists() and not (out/'export.pkl').exists()
     learn, res = train_model(images, out, groups=groups, resume=resume, **train_args)
-    fname = export_model(learn, out, metrics=res['metrics'], data=res['data'], args=res['args'])
-    add_cloud_check(out, learn, learn.dls)
+    fname = package_model(learn, out, metrics=res['metrics'], data=res['data'], args=res['args'])
     log(summary(res, out))
     state['train'] = dict(key=key, export=str(fname), valid=res['metrics']['valid'],
                           test=res['metrics'].get('test'), seconds=res['timing']['train_seconds'])

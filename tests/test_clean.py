@@ -359,3 +359,34 @@ def test_review_command_writes_csv_and_contact_sheet(learned, tmp_path):
         r = run_cli('review', tmp_path/model, data, '--out', tmp_path/'x.csv', *extra)
         assert r.returncode == 2 and msg in r.stderr and r.stderr.count('\n') == 1, r.stderr
         assert not (tmp_path/'x.csv').exists()
+
+def test_review_and_cleaner_work_on_a_model_made_by_train(tmp_path):
+    "`cloud-classifier train` exports a learner without photos: review and the cleaner take it with the data folder."
+    import json
+    from cloud_classifier.cli import main
+    from cloud_classifier.clean import review
+    from cloud_classifier.export import load_model
+    from cloud_classifier.train import files_hash
+    data = synthetic_image_set(tmp_path/'data', {'Cu': 12, 'St': 12, 'rocks': 12}, size=32)
+    assert main(['train', str(data), '--out', str(tmp_path/'models'), '--arch', 'resnet18', '--weights', 'none', '--size', '32',
+                 '--epochs-frozen', '1', '--epochs', '1', '--lr', '1e-3', '--bs', '8']) == 0
+    model, card = tmp_path/'models'/'export.pkl', json.loads((tmp_path/'models'/'model_card.json').read_text())
+    rows = review(model, data, tmp_path/'review.csv', top=5)
+    assert len(rows) == 5 and {r['label'] for r in rows} <= {'Cumulus', 'Stratus', 'rocks'}
+    original = tree(data)
+    with pytest.raises(UserError, match=re.escape("CloudCleaner('models/export.pkl', path=DATA)")): CloudCleaner(load_model(model), path=data)
+    cleaner = CloudCleaner(model, path=data)
+    assert cleaner.path == data.resolve()
+    # the views hold every photo, split as training split them
+    train, valid = ([Path(o[0]) for o in iwi] for iwi in cleaner.fastai.iwis)
+    assert (len(train), len(valid)) == (card['data']['n_train'], card['data']['n_valid']) and len(train) + len(valid) == 36
+    assert files_hash(train, data) == card['data']['train_files_sha256']
+    cat = next(c for c in ['Cumulus', 'Stratus', 'rocks'] if _show(cleaner, c, 'Valid') or _dropdowns(cleaner))
+    gone = cleaner.iw.fns[0]
+    _dropdowns(cleaner)[0].value = '<Delete>'
+    _show(cleaner, 'rocks', 'Train'); _show(cleaner, cat, 'Valid')
+    assert _dropdowns(cleaner)[0].value == '<Delete>'
+    s = cleaner.apply()
+    assert s['moves'] == 1 and not Path(gone).exists()
+    undo_round(data)
+    assert tree(data) == original

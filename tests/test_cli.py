@@ -68,3 +68,51 @@ def test_choices_match_the_library():
                 assert set(kw['choices']) == want[names[0]], f"{name} {names[0]}"
                 seen.add(names[0])
     assert seen == set(want)
+
+# ---------------------------------------------------------------- train packages a complete model; cloud-check
+
+FAST = ['--arch', 'resnet18', '--weights', 'none', '--size', '32', '--epochs-frozen', '1', '--epochs', '1', '--lr', '1e-3', '--bs', '8']
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    "(model folder, data folder) of a model made by `cloud-classifier train` on a generated set."
+    from cloud_classifier.data import synthetic_image_set
+    root = tmp_path_factory.mktemp('trained')
+    data = synthetic_image_set(root/'data', {'Cu': 14, 'cirrus': 14, 'rocks': 14}, size=40, seed=3)
+    r = run_cli('train', data, '--out', root/'models', *FAST)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root/'models', data
+
+def test_train_then_predict_says_a_chart_is_not_a_cloud_photo(trained, tmp_path):
+    from tiny_model import chart_png
+    models, data = trained
+    assert 'cloud_check' in json.loads((models/'model_card.json').read_text())
+    chart, photo = chart_png(tmp_path/'chart.png'), sorted((data/'Cu').iterdir())[0]
+    r = run_cli('predict', models/'export.pkl', chart, photo, '--top-k', '0')
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f'{chart}: not a cloud photo'), lines
+    assert lines[1].startswith(f'{photo}: ') and 'not checked' not in lines[1], lines
+
+def test_cloud_check_command_fits_the_check_of_a_model_without_one(trained, tmp_path):
+    import shutil
+    models, data = trained
+    old = tmp_path/'old'
+    shutil.copytree(models, old, ignore=shutil.ignore_patterns('checkpoints', '*.png'))
+    card = json.loads((old/'model_card.json').read_text())
+    want = card.pop('cloud_check')
+    (old/'model_card.json').write_text(json.dumps(card))  # as exported before the check existed
+    r = run_cli('cloud-check', old/'export.pkl', data)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"fitted on {want['n_train']} training photos" in r.stdout and str(old/'model_card.json') in r.stdout
+    new = json.loads((old/'model_card.json').read_text())
+    got = new.pop('cloud_check')
+    assert new == card  # the rest of the card is as it was
+    # the same training and validation photos as `train` used: the same check
+    assert {k: got[k] for k in ('method', 'n_train', 'n_valid', 'layer')} == {k: want[k] for k in ('method', 'n_train', 'n_valid', 'layer')}
+    assert got['threshold'] == pytest.approx(want['threshold'], rel=1e-3)
+    from cloud_classifier.data import synthetic_image_set
+    other = synthetic_image_set(tmp_path/'two', {'Cu': 4, 'St': 4}, size=32)
+    assert "has no folder for the model's class(es) Cirrus, rocks" in _error(run_cli('cloud-check', old, other))
+    (old/'model_card.json').unlink()
+    assert 'no model card' in _error(run_cli('cloud-check', old, data, '--no-hash-check'))

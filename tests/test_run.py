@@ -19,6 +19,7 @@ def test_run_from_a_local_folder_writes_every_artefact(tmp_path):
     assert card['classes'] == ['Cirrus', 'Cumulonimbus', 'Cumulus'] and card['arch'] == 'resnet18'
     for k in ['image_size', 'normalization', 'metrics', 'data', 'versions', 'export_sha256', 'created_at', 'training_args', 'cloud_check']:
         assert k in card, k
+    assert card['cloud_check']['n_train'] == card['data']['n_train']  # packaged with the check, fitted on the training photos
     valid = json.loads((models/'valid.json').read_text())
     assert valid['n'] > 0 and abs(valid['accuracy'] + valid['error_rate'] - 1) < 1e-9
     assert len(valid['confusion']['matrix']) == 3
