@@ -6,10 +6,11 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/card.html.md"""
 
 # %% ../nbs/04_card.ipynb #e748cdde
 from __future__ import annotations
-import base64, json, os, secrets
+import base64, json
 from pathlib import Path
 import numpy as np
 from .core import check
+from .files import atomic_write
 
 # %% auto #0
 __all__ = ['CARD_NAME', 'model_dir', 'read_card', 'write_card', 'merge_card', 'encode_array', 'decode_array']
@@ -35,24 +36,12 @@ def read_card(path:Path # a model folder, or a file in it (export.pkl, model.onn
     return card
 
 # %% ../nbs/04_card.ipynb #462804db
-def _write_text(path:Path, text:str):
-    "Write `text` to `path` through a temporary file beside it and a rename."
-    tmp = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.tmp')
-    # os.open with 0o666 lets the umask set the mode, as `open` does; tempfile.mkstemp would give 0600
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            f.write(text)
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
-
 def write_card(path:Path, # a model folder, or a file in it
                card:dict, # the whole card
               )->Path:
     "Write `card` as the model card beside `path`, atomically; return the card's path."
     p = model_dir(path)/CARD_NAME
-    _write_text(p, json.dumps(card, indent=1))
+    atomic_write(p, json.dumps(card, indent=1))
     return p
 
 def merge_card(path:Path, # a model folder, or a file in it

@@ -12,7 +12,7 @@ from pathlib import Path
 from .core import UserError, check
 from .genera import class_name, find_genus
 from .images import image_files, open_image, BadImage
-from .files import write_csv
+from .files import atomic_write, write_csv
 from .journal import Journal
 from .manifest import MANIFEST, manifest_values, sync_manifest
 
@@ -252,10 +252,7 @@ img{{max-width:160px;max-height:160px}} code{{word-break:break-all}}</style></he
 <p>Set <code>action</code> in the CSV to <code>keep</code>, <code>delete</code> or a class, then run
 <code>cloud-classifier clean {e(str(data))} --apply FILE.csv</code>.</p>
 {''.join(cards)}</body></html>"""
-    out = Path(out)
-    tmp = out.with_name(f'.{out.name}.tmp')
-    tmp.write_text(page, encoding='utf-8'); os.replace(tmp, out)
-    return out
+    return atomic_write(out, page)
 
 def review(model:Path, # an exported learner, `export.pkl`
            data:Path, # folder holding one sub-folder per class

@@ -15,6 +15,7 @@ from fastai.torch_core import rank_distrib
 from fastai.vision.all import Normalize, Resize, RandomResizedCrop
 from .core import defaults, UserError, check
 from .images import file_sha256
+from .files import atomic_write
 from .card import read_card, write_card
 
 # %% auto #0
@@ -72,15 +73,6 @@ def _normalization(learn):
             return dict(mean=[float(v) for v in t.mean.flatten()], std=[float(v) for v in t.std.flatten()])
     return None
 
-def _write_atomic(path:Path, write):
-    "Call `write(tmp_path)`, then rename the temporary file to `path`."
-    tmp = path.with_name(f'.{path.name}.tmp')
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-
 def export_model(learn, # a trained learner
                  out_dir:Path=defaults.models, # folder for export.pkl and model_card.json
                  metrics:dict|None=None, # {"valid": ..., "test": ...} from `evaluate`/`train_model`
@@ -93,7 +85,7 @@ def export_model(learn, # a trained learner
     fname = (out_dir/name).resolve()
     if rank_distrib(): return fname  # distributed training: the first process writes
     check_exportable(learn)
-    _write_atomic(fname, lambda tmp: learn.export(tmp))
+    atomic_write(fname, writer=learn.export)
     card = dict(classes=[str(c) for c in learn.dls.vocab], arch=getattr(learn, 'arch_name', getattr(learn.arch, '__name__', str(learn.arch))),
                 pretrained=getattr(learn, 'pretrained', None), weights=getattr(learn, 'weights', None),
                 image_size=_image_size(learn), normalization=_normalization(learn), metrics=metrics or {},

@@ -6,11 +6,11 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/onnx.html.md"""
 
 # %% ../nbs/07a_onnx.ipynb #e748cdde
 from __future__ import annotations
-import os
 from pathlib import Path
 import numpy as np
 from .core import check
 from .images import file_sha256
+from .files import atomic_path
 from .card import read_card, merge_card, model_dir
 from .runtime import Predictor, normalize
 
@@ -42,15 +42,12 @@ def export_onnx(model:Path, # export.pkl, or the folder holding it
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)
     x = torch.from_numpy(normalize(batch, clf.spec))
-    tmp = out.with_name(f'.{out.name}.tmp')
-    try:
+    with atomic_path(out) as tmp:  # checked before it replaces `out`
         _onnx_export(module, x, tmp, names)
         got = ort.InferenceSession(str(tmp), providers=['CPUExecutionProvider']).run(None, {'image': x.numpy()})[0]
         want = clf.forward(batch)[0]
         diff = float(np.abs(torch.softmax(torch.from_numpy(got), 1) - torch.softmax(torch.from_numpy(want), 1)).max())
         check(diff <= atol, f"the ONNX model's probabilities differ from PyTorch's by {diff:.2g}: not written")
-        os.replace(tmp, out)
-    finally: tmp.unlink(missing_ok=True)
     merge_card(out, preprocessing=clf.spec, onnx=dict(file=out.name, sha256=file_sha256(out), classes=clf.classes,
                                                     outputs=names, opset=18, max_prob_diff=diff,
                                                     source_sha256=clf.card.get('export_sha256'),
