@@ -13,7 +13,8 @@ from .images import image_files
 from .data import list_classes, class_files, image_stats, stats_table
 from .scrape import scrape, SearchUnreachable
 from .dedupe import find_duplicates, remove_duplicates, duplicates_report
-from .train import train_model, summary, TRAIN_DEFAULTS
+from .train import train_model
+from .evaluate import summary
 from .export import export_model, read_card
 from .predict import add_cloud_check
 
