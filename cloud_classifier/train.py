@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 import numpy as np
 import torch
-from fastai.vision.all import (L, Callback, SaveModelCallback, minimum, steep, valley, set_seed,
+from fastai.vision.all import (L, Callback, CancelFitException, SaveModelCallback, minimum, steep, valley, set_seed,
                                num_distrib, rank_distrib, distrib_barrier)
 from .core import defaults, UserError, check, Recipe, AUGMENTATIONS
 from .data import class_files, label_from_folder, cloud_dataloaders
@@ -80,13 +80,15 @@ class ProgressCheckpoint(Callback):
         _atomic_write_text(d/'progress.json', json.dumps(self.state, indent=1))
 
 class StopOnNaN(Callback):
-    "Stop training with a one-line `UserError` when the training loss becomes NaN or infinite."
+    "Stop training when the training loss becomes NaN or infinite; `fit_recipe` then raises a one-line `UserError`."
     order = 60  # after the loss is computed and recorded
+    def before_fit(self): self.message = None
     def after_batch(self):
         if self.training and not torch.isfinite(self.learn.loss).all():
-            # fastai's TerminateOnNaNCallback cancels the fit silently, and the run would go on to export
-            raise UserError(f"the training loss became {float(self.learn.loss)} in epoch {self.epoch + 1}, batch {self.iter + 1}: "
+            self.message = (f"the training loss became {float(self.learn.loss)} in epoch {self.epoch + 1}, batch {self.iter + 1}: "
                             "training diverged and nothing was exported; lower the learning rate (--lr) and train again")
+            # fastai's TerminateOnNaNCallback says nothing, and an error raised here comes back wrapped in a second line
+            raise CancelFitException()
 
 def discriminative_lrs(lr:float, # learning rate of the frozen stage
                        lr_mult:float=100, # ratio of the head's rate to the first group's after unfreezing
@@ -114,9 +116,11 @@ def fit_recipe(learn, # a learner, e.g. from `make_learner`
         if stage == 'frozen': learn.freeze()
         else: learn.unfreeze()
         if n <= 0 or start >= n: continue
-        stage_cbs = L(StopOnNaN(), *L(cbs))
+        nan = StopOnNaN()
+        stage_cbs = L(nan, *L(cbs))
         if checkpoint: stage_cbs += [BestCheckpoint(start, fname='best'), ProgressCheckpoint(stage, state, start)]
         learn.fit_one_cycle(n, lr_max, cbs=list(stage_cbs), start_epoch=start)
+        check(nan.message is None, nan.message)
     return learn
 
 # %% ../nbs/04_train.ipynb #f79d34bc
@@ -155,7 +159,7 @@ class History(Callback):
         self.epochs.append(dict(stage=self.stage, **{n: (float(v) if isinstance(v, (int, float, np.floating)) else v)
                                                    for n, v in zip(names, vals)}))
 
-# %% ../nbs/04_train.ipynb #53a02d25
+# %% ../nbs/04_train.ipynb #85579037
 def files_hash(files:list, # the training files
                root:Path, # the data folder they are named relative to
               )->str:
@@ -169,7 +173,7 @@ def _data_summary(dls, root:Path)->dict:
                 train_counts={str(c): tr.count(c) for c in dls.vocab}, valid_counts={str(c): va.count(c) for c in dls.vocab},
                 n_train=len(tr), n_valid=len(va), train_files_sha256=files_hash(dls.train_ds.items, root))
 
-# %% ../nbs/04_train.ipynb #be1f3a7f
+# %% ../nbs/04_train.ipynb #be732731
 def check_class_sizes(found:dict, # class -> image files, from `class_files`
                       valid_pct:float=Recipe.valid_pct, # share of images for validation
                      ):
@@ -191,7 +195,7 @@ def check_splits(dls, # the `DataLoaders` to train on
     check(n_train >= need, f"the training split has {n_train} images, fewer than one full batch of {need}, so nothing would "
                            f"train: give --bs {max(1, n_train // max(num_distrib(), 1))} or less, or add photos")
 
-# %% ../nbs/04_train.ipynb #c357240b
+# %% ../nbs/04_train.ipynb #a89614be
 def prepare_data(data:Path, # folder with one sub-folder per class
                  recipe:Recipe, # its size, bs, seed, valid_pct, balance, aug and weights are used
                  classes:list|None=None, # classes to train on; all folders when None

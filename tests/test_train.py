@@ -124,7 +124,7 @@ def test_bad_inputs_get_one_line_messages(image_set, tmp_path):
     (['--size', '0'], 'image size 0 is not a positive whole number'),
     (['--valid-pct', '1.5'], 'valid_pct 1.5 is not between 0 and 1'),
     (['--epochs', '-1'], '--epochs -1 is not a whole number of 0 or more'),
-    (['--epochs', '0', '--epochs-frozen', '0'], 'nothing would train'),
+    (['--epochs', '0', '--epochs-frozen', '0'], '--epochs and --epochs-frozen are both 0, so nothing would train'),
     (['--lr', '-1'], 'learning rate -1.0 is not a positive number'),
     (['--label-smoothing', '1'], 'label smoothing 1.0 is not in [0, 1)'),
 ])
@@ -157,7 +157,7 @@ def test_a_class_too_small_for_both_splits_is_refused(image_set, tmp_path):
 def test_a_diverging_loss_stops_the_run_and_nothing_is_exported(image_set, tmp_path):
     out = tmp_path/'models'
     r = run_cli('train', image_set, '--out', out, '--weights', 'none', '--arch', 'resnet18', '--size', '32', '--bs', '8',
-                '--epochs-frozen', '1', '--epochs', '0', '--lr', '1e12')
+                '--epochs-frozen', '1', '--epochs', '0', '--lr', '1e30')
     assert r.returncode == 2 and r.stderr.count('\n') == 1, r.stderr
     assert r.stderr.startswith('error: the training loss became') and 'training diverged' in r.stderr and '--lr' in r.stderr
     assert not (out/'export.pkl').exists() and not (out/'model_card.json').exists()
