@@ -21,8 +21,8 @@ from .evaluate import classification_metrics, verify_images, labelled_items, eva
 
 # %% auto #0
 __all__ = ['AUTO_LR', 'find_lr', 'BestCheckpoint', 'ProgressCheckpoint', 'StopOnNaN', 'discriminative_lrs', 'fit_recipe',
-           'distributed', 'History', 'files_hash', 'check_class_sizes', 'check_splits', 'prepare_data', 'build_learner',
-           'choose_lrs', 'run_recipe', 'measure', 'train_model']
+           'distributed', 'History', 'files_hash', 'prepare_data', 'build_learner', 'choose_lrs', 'run_recipe',
+           'measure', 'check_class_sizes', 'check_splits', 'train_model']
 
 # %% ../nbs/04_train.ipynb #111c9a80
 AUTO_LR = 'valley'
@@ -159,7 +159,7 @@ class History(Callback):
         self.epochs.append(dict(stage=self.stage, **{n: (float(v) if isinstance(v, (int, float, np.floating)) else v)
                                                    for n, v in zip(names, vals)}))
 
-# %% ../nbs/04_train.ipynb #85579037
+# %% ../nbs/04_train.ipynb #7b876b28
 def files_hash(files:list, # the training files
                root:Path, # the data folder they are named relative to
               )->str:
@@ -173,29 +173,7 @@ def _data_summary(dls, root:Path)->dict:
                 train_counts={str(c): tr.count(c) for c in dls.vocab}, valid_counts={str(c): va.count(c) for c in dls.vocab},
                 n_train=len(tr), n_valid=len(va), train_files_sha256=files_hash(dls.train_ds.items, root))
 
-# %% ../nbs/04_train.ipynb #be732731
-def check_class_sizes(found:dict, # class -> image files, from `class_files`
-                      valid_pct:float=Recipe.valid_pct, # share of images for validation
-                     ):
-    "Refuse a class with too few photos to be expected in both the training and the validation split."
-    need = max(2, math.ceil(round(1 / valid_pct, 6)))
-    few = {c: len(fs) for c, fs in found.items() if len(fs) < need}
-    named = ', '.join(f"{c} ({n} photo{'s' * (n != 1)})" for c, n in few.items())
-    check(not few, f"class {named} has too few photos to appear in "
-                   f"both the training and the validation split (valid_pct {valid_pct}): give each class at least {need}, "
-                   f"or leave it out with --classes")
-
-def check_splits(dls, # the `DataLoaders` to train on
-                 bs:int, # the batch size
-                ):
-    "Refuse `DataLoaders` whose validation split is empty or whose training split holds no full batch."
-    n_train, n_valid = len(dls.train_ds), len(dls.valid_ds)
-    check(n_valid > 0, f"the validation set is empty ({n_train} images in all): add images or raise valid_pct")
-    need = bs * max(num_distrib(), 1)  # fastai drops a training batch that is not full: with fewer, nothing trains
-    check(n_train >= need, f"the training split has {n_train} images, fewer than one full batch of {need}, so nothing would "
-                           f"train: give --bs {max(1, n_train // max(num_distrib(), 1))} or less, or add photos")
-
-# %% ../nbs/04_train.ipynb #a89614be
+# %% ../nbs/04_train.ipynb #bfe16176
 def prepare_data(data:Path, # folder with one sub-folder per class
                  recipe:Recipe, # its size, bs, seed, valid_pct, balance, aug and weights are used
                  classes:list|None=None, # classes to train on; all folders when None
@@ -274,6 +252,28 @@ def measure(learn, # the trained learner
     metrics = dict(valid=classification_metrics(targs.tolist(), probs.argmax(1).tolist(), list(learn.dls.vocab)))
     if test: metrics['test'] = evaluate(learn, test)
     return metrics, probs, targs
+
+# %% ../nbs/04_train.ipynb #e5f79aa9
+def check_class_sizes(found:dict, # class -> image files, from `class_files`
+                      valid_pct:float=Recipe.valid_pct, # share of images for validation
+                     ):
+    "Refuse a class with too few photos to be expected in both the training and the validation split."
+    need = max(2, math.ceil(round(1 / valid_pct, 6)))
+    few = {c: len(fs) for c, fs in found.items() if len(fs) < need}
+    named = ', '.join(f"{c} ({n} photo{'s' * (n != 1)})" for c, n in few.items())
+    check(not few, f"class {named} has too few photos to appear in "
+                   f"both the training and the validation split (valid_pct {valid_pct}): give each class at least {need}, "
+                   f"or leave it out with --classes")
+
+def check_splits(dls, # the `DataLoaders` to train on
+                 bs:int, # the batch size
+                ):
+    "Refuse `DataLoaders` whose validation split is empty or whose training split holds no full batch."
+    n_train, n_valid = len(dls.train_ds), len(dls.valid_ds)
+    check(n_valid > 0, f"the validation set is empty ({n_train} images in all): add images or raise valid_pct")
+    need = bs * max(num_distrib(), 1)  # fastai drops a training batch that is not full: with fewer, nothing trains
+    check(n_train >= need, f"the training split has {n_train} images, fewer than one full batch of {need}, so nothing would "
+                           f"train: give --bs {max(1, n_train // max(num_distrib(), 1))} or less, or add photos")
 
 # %% ../nbs/04_train.ipynb #ba453095
 # A run recorded before a setting existed trained with what it then was: random crops, plain cross-entropy.
