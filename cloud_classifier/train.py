@@ -85,7 +85,7 @@ class StopOnNaN(Callback):
     def before_fit(self): self.message = None
     def after_batch(self):
         if self.training and not torch.isfinite(self.learn.loss).all():
-            self.message = (f"the training loss became {float(self.learn.loss)} in epoch {self.epoch + 1}, batch {self.iter + 1}: "
+            self.message = (f"the training loss became {float(self.learn.loss.detach())} in epoch {self.epoch + 1}, batch {self.iter + 1}: "
                             "training diverged and nothing was exported; lower the learning rate (--lr) and train again")
             # fastai's TerminateOnNaNCallback says nothing, and an error raised here comes back wrapped in a second line
             raise CancelFitException()

@@ -64,7 +64,7 @@ def test_local_weights_file_loads_into_body_and_freezes(image_set, tmp_path):
 
 def test_imagenet_download_offline_says_so(image_set, tmp_path):
     env = {**os.environ, 'TORCH_HOME': str(tmp_path/'cache'), 'https_proxy': 'http://127.0.0.1:9', 'HTTPS_PROXY': 'http://127.0.0.1:9'}
-    r = subprocess.run([*CLI, 'train', image_set, '--out', tmp_path/'m', '--arch', 'resnet18', '--size', '32'],
+    r = subprocess.run([*CLI, 'train', image_set, '--out', tmp_path/'m', '--arch', 'resnet18', '--size', '32', '--bs', '8'],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 2, r.stderr
     err = r.stderr.strip().splitlines()[-1]
