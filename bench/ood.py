@@ -51,7 +51,7 @@ def split_heldout(data: Path, out: Path, pct=0.15, seed=42):
 
 def make_mobilenet_learner(dls):
     "MobileNetV2 with the offline ImageNet body weights, through the train stage's `make_learner`."
-    from cloud_classifier.train import make_learner
+    from cloud_classifier.learner import make_learner
     # train_bn=False: a frozen body is then only run forward, which the 2-core CPU can afford
     return make_learner(dls, 'mobilenet_v2', weights=WEIGHTS, train_bn=False)
 

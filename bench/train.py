@@ -4,7 +4,7 @@ One fixed group-aware split (near-duplicate photos kept on one side), evaluated 
   (a) the original notebook's recipe verbatim: `get_equal_images`; RandomResizedCrop(size, min_scale=0.5) +
       aug_transforms(); 4 frozen epochs at 9e-3; unfreeze; 10 epochs at slice(1e-4, 5e-3); fastai's default
       memory layout
-  (b) our default recipe (cloud_classifier.train defaults: every photo, classes balanced per epoch, resize and
+  (b) our default recipe (cloud_classifier.core.Recipe's defaults: every photo, classes balanced per epoch, resize and
       horizontal flips only, label smoothing 0.1; the offline MobileNetV2 weights; channels-last)
   (c) resnet34 from scratch with (b)'s budget: the same epochs over the same images
 All three use the offline MobileNetV2 ImageNet weights where pretrained, ImageNet normalisation, bs 32.
@@ -18,7 +18,10 @@ import torch
 from fastai.vision.all import Callback, CancelValidException, error_rate, set_seed
 from cloud_classifier.data import GroupSplitter, class_files, cloud_dataloaders
 from cloud_classifier.dedupe import split_groups, THRESHOLD
-from cloud_classifier.train import make_learner, evaluate, fit_recipe, TRAIN_DEFAULTS, AUGMENTATIONS, AUTO_LR, find_lr
+from cloud_classifier.core import Recipe, AUGMENTATIONS
+from cloud_classifier.learner import make_learner
+from cloud_classifier.evaluate import evaluate
+from cloud_classifier.train import fit_recipe, AUTO_LR, find_lr
 
 def _shared():
     "../shared beside the repository (a worktree sits one level deeper, so look further up too)."
@@ -95,16 +98,17 @@ def main():
     if 'a' in a.runs:  # the original notebook's recipe, verbatim
         set_seed(seed, reproducible=True)
         dls = dls_for(train_dir, size, 32, seed, 'equal', 'zoom')  # RandomResizedCrop(size, min_scale=0.5) + aug_transforms()
-        learn = make_learner(dls, 'mobilenet_v2', WEIGHTS, metrics=error_rate, cbs=[Count()], channels_last=False)  # fastai's layout
+        learn = make_learner(dls, 'mobilenet_v2', WEIGHTS, metrics=error_rate, cbs=[Count()], channels_last=False,  # fastai's layout
+                             label_smoothing=0.0)  # plain cross-entropy
         def fit_a(l):
             l.fit_one_cycle(ef, 9e-3); l.unfreeze(); l.fit_one_cycle(e, slice(1e-4, 5e-3))
         run('a: original recipe (mobilenet_v2, equal)', learn, len(dls.train_ds), fit_a, valid_dir, log)
-    D = TRAIN_DEFAULTS
-    bf, be = a.b_frozen if a.b_frozen is not None else D['epochs_frozen'], a.b_epochs if a.b_epochs is not None else D['epochs']
+    D = Recipe()
+    bf, be = a.b_frozen if a.b_frozen is not None else D.epochs_frozen, a.b_epochs if a.b_epochs is not None else D.epochs
     if a.probe: bf, be = a.probe, a.probe
-    bal = a.b_balance or D['balance']
-    aug = a.b_aug or D['aug']
-    ls = D['label_smoothing'] if a.b_label_smoothing is None else a.b_label_smoothing
+    bal = a.b_balance or D.balance
+    aug = a.b_aug or D.aug
+    ls = D.label_smoothing if a.b_label_smoothing is None else a.b_label_smoothing
     if 'b' in a.runs:  # our defaults
         b_dir = train_dir
         if a.b_drop_conflicts:
@@ -114,9 +118,9 @@ def main():
             print(json.dumps(dict(dropped_conflicts=len(tr) - len(keep))), flush=True)
             b_dir = link_split(files, keep, split/'train_b')
         set_seed(seed, reproducible=True)
-        dls = dls_for(b_dir, size, D['bs'], seed, bal, aug)
+        dls = dls_for(b_dir, size, D.bs, seed, bal, aug)
         learn = make_learner(dls, 'mobilenet_v2', WEIGHTS, cbs=[Count()], label_smoothing=ls)
-        lr = a.b_lr or D['lr']
+        lr = a.b_lr or D.lr
         t_lr = time.time()
         if lr == 'auto': lr = find_lr(learn, a.out, num_it=100)[AUTO_LR]
         t_lr = time.time() - t_lr
@@ -126,7 +130,7 @@ def main():
     if 'c' in a.runs:  # resnet34 from scratch, the same passes over the same images as (b)
         n_ep = bf + be
         set_seed(seed, reproducible=True)
-        dls = dls_for(train_dir, size, D['bs'], seed, bal, aug, normalize=False)
+        dls = dls_for(train_dir, size, D.bs, seed, bal, aug, normalize=False)
         learn = make_learner(dls, 'resnet34', None, cbs=[Count()], label_smoothing=ls)
         run(f'c: resnet34 from scratch ({bal}, aug {aug}, {n_ep} epochs, lr 3e-3 one-cycle)', learn, len(dls.train_ds),
             lambda l: l.fit_one_cycle(n_ep, 3e-3), valid_dir, log)

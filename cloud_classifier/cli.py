@@ -8,10 +8,12 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/cli.html.md"""
 from __future__ import annotations
 import argparse, json, sys, warnings
 from pathlib import Path
-from .core import defaults, UserError
+from dataclasses import fields, asdict
+from fastcore.docments import docments
+from .core import defaults, UserError, Recipe, BALANCES, AUGMENTATIONS
 
 # %% auto #0
-__all__ = ['arg', 'command', 'main']
+__all__ = ['DATA_HELP', 'arg', 'command', 'data_arg', 'recipe_args', 'recipe_of', 'main']
 
 # %% ../nbs/09_cli.ipynb #7f0b1d92
 _COMMANDS = {}
@@ -35,6 +37,33 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
     "Show an option's default only when it has one."
     def _get_help_string(self, action):
         return action.help if action.default in (None, False) else super()._get_help_string(action)
+
+DATA_HELP = 'folder holding one sub-folder per class'
+
+def data_arg(help:str=DATA_HELP, # its help text
+            ):
+    "The DATA argument of a command that reads a folder-per-class image set."
+    return arg('data', type=Path, help=help)
+
+def _lr(s:str):
+    "A learning rate or 'auto'."
+    if s == 'auto': return s
+    try: return float(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a learning rate: give a number like 1e-3, or auto") from None
+
+_RECIPE_KW = dict(lr=dict(type=_lr), balance=dict(choices=BALANCES), aug=dict(choices=list(AUGMENTATIONS)))
+
+def recipe_args()->tuple:
+    "An `arg` for each field of `Recipe`: its default, type, choices, and its docment as the help."
+    docs = docments(Recipe)
+    return tuple(arg(f"--{f.name.replace('_', '-')}", **{'type': type(f.default), 'default': f.default, 'help': docs[f.name],
+                                                        **_RECIPE_KW.get(f.name, {})})
+                 for f in fields(Recipe))
+
+def recipe_of(args:argparse.Namespace # parsed arguments holding `recipe_args`
+             )->Recipe:
+    "The `Recipe` the command line asks for, its numbers checked before any work."
+    return Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe)})
 
 def _parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='cloud-classifier',
@@ -83,7 +112,7 @@ def _genera(args):
 
 # %% ../nbs/09_cli.ipynb #e22c35e9
 @command('data stats', 'Print the number of images in each class of a folder-per-class image set.',
-         arg('data', type=Path, help='folder holding one sub-folder per class'),
+         data_arg(),
          arg('--classes', nargs='+', help='count only these classes'),
          arg('--min', type=int, default=defaults.min_per_class, help='flag classes with fewer images'),
          arg('--json', action='store_true', help='print JSON instead of a table'))
@@ -133,7 +162,7 @@ def _download(args):
 
 # %% ../nbs/09_cli.ipynb #c9370d74
 @command('dedupe', 'Find exact and near-duplicate images in DATA; with --remove, move the redundant copies to DATA/.trash/.',
-         arg('data', type=Path, help='folder holding one sub-folder per class'),
+         data_arg(),
          arg('--remove', action='store_true', help='move redundant copies within each class to DATA/.trash/ (journaled)'),
          arg('--undo', action='store_true', help='put back the files the last dedupe --remove moved'),
          arg('--threshold', type=int, help='most differing bits of two perceptual hashes (default: 8, measured on CCSN)'),
@@ -151,46 +180,26 @@ def _dedupe(args):
         print(f'moved {len(moved)} file(s) to {args.data/".trash"} (undo: cloud-classifier dedupe {args.data} --undo)')
 
 # %% ../nbs/09_cli.ipynb #49711796
-def _lr(s:str):
-    "A learning rate or 'auto'."
-    if s == 'auto': return s
-    try: return float(s)
-    except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a learning rate: give a number like 1e-3, or auto") from None
-
 @command('train', 'Fine-tune a classifier on a folder-per-class image set, then export it (export.pkl + model_card.json with the cloud check).',
-         arg('data', type=Path, help='folder holding one sub-folder per class'),
+         data_arg(),
          arg('--out', type=Path, default=defaults.models, help='folder for export.pkl, the model card, reports and checkpoints'),
-         arg('--arch', default='resnet34', help='torchvision architecture, e.g. resnet18/34/50, mobilenet_v2, efficientnet_b0, convnext_tiny'),
-         arg('--weights', default='imagenet', help="'imagenet' (torchvision download), a local state-dict file (offline), or 'none' (scratch)"),
-         arg('--size', type=int, default=defaults.size, help='image side the model sees'),
-         arg('--epochs-frozen', type=int, default=None, help='epochs with the pretrained body frozen (default: the recipe\'s)'),
-         arg('--epochs', type=int, default=None, help='epochs after unfreezing (default: the recipe\'s)'),
-         arg('--lr', type=_lr, default=None, help="frozen-stage learning rate, or 'auto' (lr_find) (default: the recipe's)"),
+         *recipe_args(),
          arg('--lr-slice', type=float, nargs=2, metavar=('LO', 'HI'), help='learning rates of the first and last layer group after unfreezing'),
-         arg('--bs', type=int, default=defaults.bs, help='batch size'),
-         arg('--seed', type=int, default=defaults.seed, help='random seed (sampling, split, training)'),
-         arg('--balance', choices=['equal', 'weighted', 'none'], default=None, help='equal: same number per class; weighted: every image, classes balanced per epoch'),
-         arg('--aug', choices=['flip', 'zoom'], default=None, help="flip: resize and mirror only, the photo's scale and light kept (default); zoom: fastai's random crops, zoom, warp, lighting"),
-         arg('--label-smoothing', type=float, default=None, help="share of each target spread over the other classes (default: the recipe's; 0 for plain cross-entropy)"),
          arg('--classes', nargs='+', help='train on these classes only'),
          arg('--test', type=Path, help='a separate labelled folder to measure the model on'),
-         arg('--valid-pct', type=float, default=defaults.valid_pct, help='share of images held out for validation'),
          arg('--resume', action='store_true', help='continue an interrupted run in --out with its recorded settings'),
          epilog='Ctrl-C keeps the last finished epoch in OUT/checkpoints; run the same command with --resume to go on.')
 def _train(args):
+    recipe = recipe_of(args)
     import matplotlib; matplotlib.use('Agg')
-    from cloud_classifier.train import train_model, summary, TRAIN_DEFAULTS
+    from cloud_classifier.train import train_model
+    from cloud_classifier.evaluate import summary
     from cloud_classifier.package import package_model
     from cloud_classifier.dedupe import split_groups
-    D = TRAIN_DEFAULTS
     groups = split_groups(args.data) if args.data.is_dir() else None  # the same on --resume, so the split is too
     if groups: print(f"{len(groups)} near-duplicate photos in {len(set(groups.values()))} groups: each group stays on one side of the split")
-    learn, res = train_model(args.data, args.out, arch=args.arch, weights=args.weights, size=args.size, groups=groups,
-                             epochs_frozen=D['epochs_frozen'] if args.epochs_frozen is None else args.epochs_frozen,
-                             epochs=D['epochs'] if args.epochs is None else args.epochs, lr=D['lr'] if args.lr is None else args.lr, lrs=args.lr_slice,
-                             bs=args.bs, seed=args.seed, balance=args.balance or D['balance'], aug=args.aug or D['aug'],
-                             label_smoothing=D['label_smoothing'] if args.label_smoothing is None else args.label_smoothing, classes=args.classes,
-                             test=args.test, valid_pct=args.valid_pct, resume=args.resume)
+    learn, res = train_model(args.data, args.out, groups=groups, lrs=args.lr_slice, classes=args.classes, test=args.test,
+                             resume=args.resume, **asdict(recipe))
     fname = package_model(learn, args.out, metrics=res['metrics'], data=res['data'], args=res['args'])
     print(summary(res, args.out))
     print(f"model: {fname} (card: {fname.parent/'model_card.json'})")
@@ -198,14 +207,15 @@ def _train(args):
 # %% ../nbs/09_cli.ipynb #a415992f
 @command('evaluate', 'Measure a trained model on a labelled folder: accuracy, per-class precision/recall/F1, confusion matrix.',
          arg('model', type=Path, help='export.pkl (or the folder holding it and its model card)'),
-         arg('data', type=Path, help='folder with one sub-folder per class (Cu/ or cumulus/ both work)'),
+         data_arg(DATA_HELP + ' (Cu/ or cumulus/ both work)'),
          arg('--json', type=Path, metavar='FILE', help='also write the numbers to FILE'),
          arg('--tta', action='store_true', help='test-time augmentation'),
          arg('--bs', type=int, default=defaults.bs, help='batch size'),
          arg('--no-hash-check', action='store_true', help="load even if the file does not match its model card's sha256"))
 def _evaluate(args):
     from cloud_classifier.export import load_model
-    from cloud_classifier.train import evaluate
+    from cloud_classifier.evaluate import evaluate
+    from cloud_classifier.files import atomic_write
     learn = load_model(args.model, check_hash=not args.no_hash_check)
     res = evaluate(learn, args.data, tta=args.tta, bs=args.bs)
     if res['skipped_classes']: print(f"skipped classes the model does not know: {', '.join(res['skipped_classes'])}")
@@ -216,7 +226,7 @@ def _evaluate(args):
     if res['most_confused']: print('most confused: ' + ', '.join(f"{o['actual']} as {o['predicted']} ({o['count']})" for o in res['most_confused'][:5]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + '.tmp'); tmp.write_text(json.dumps(res, indent=1)); tmp.replace(args.json)
+        atomic_write(args.json, json.dumps(res, indent=1))
         print(f'written {args.json}')
 
 # %% ../nbs/09_cli.ipynb #d221ff73
@@ -357,9 +367,6 @@ def _options_of(name:str, *skip:str)->tuple:
     "The arguments of command `name`, less those in `skip`."
     return tuple(a for a in _COMMANDS[name]['args'] if a[0][0] not in skip)
 
-_TRAIN_KEYS = dict(arch='arch', weights='weights', size='size', epochs_frozen='epochs_frozen', epochs='epochs', lr='lr',
-                   lrs='lr_slice', bs='bs', seed='seed', balance='balance', aug='aug', label_smoothing='label_smoothing', test='test', valid_pct='valid_pct')
-
 @command('run', 'The main job: scrape, verify, de-duplicate, train, evaluate and export, each stage resumable.',
          arg('dest', type=Path, help='folder for everything the run writes: data/ (scraped photos), models/, run.json'),
          arg('--data', type=Path, help='a local folder-per-class image set to use instead of scraping (offline route)'),
@@ -368,9 +375,12 @@ _TRAIN_KEYS = dict(arch='arch', weights='weights', size='size', epochs_frozen='e
          epilog='Offline: cloud-classifier run DEST --data DIR --weights FILE (a local pretrained weights file). '
                 'Re-running skips finished stages and resumes an interrupted one.')
 def _run_pipeline(args):
+    recipe = recipe_of(args)
     import matplotlib; matplotlib.use('Agg')
     from cloud_classifier.pipeline import run_pipeline
-    kw = {k: getattr(args, a) for k, a in _TRAIN_KEYS.items() if getattr(args, a) is not None}
+    # only what differs from the recipe, so a run's record names the settings the user chose
+    kw = {k: v for k, v in asdict(recipe).items() if v != getattr(Recipe, k)}
+    kw |= {k: v for k, v in dict(lrs=args.lr_slice, test=args.test).items() if v is not None}
     run_pipeline(args.dest, data=args.data, classes=args.classes, per_class=args.per_class, **kw)
 
 # %% ../nbs/09_cli.ipynb #9125d21a

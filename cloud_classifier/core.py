@@ -1,4 +1,4 @@
-"""The one place for defaults, and the error a user can fix.
+"""The one place for defaults, the training recipe, and the error a user can fix.
 
 Docs: https://cloud-classifier.github.io/cloud_classifier/core.html.md"""
 
@@ -6,24 +6,13 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #9a18d484
 from __future__ import annotations
+import math, numbers
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 # %% auto #0
-__all__ = ['defaults', 'UserError', 'check']
-
-# %% ../nbs/00_core.ipynb #b66b8d28
-defaults = SimpleNamespace(
-    size=224,          # image side the model sees
-    bs=32,             # batch size
-    seed=42,           # every random choice (sampling, split, training) starts from it
-    valid_pct=0.2,     # share of images held out for validation
-    max_side=1024,     # longer side of a kept photo, in pixels
-    max_pixels=64_000_000,  # larger images are refused as decompression bombs
-    min_per_class=10,  # `data stats` flags classes with fewer images
-    data=Path('data'),
-    models=Path('models'),
-)
+__all__ = ['BALANCES', 'AUGMENTATIONS', 'defaults', 'UserError', 'check', 'Recipe']
 
 # %% ../nbs/00_core.ipynb #aa446e9c
 class UserError(Exception):
@@ -34,3 +23,56 @@ def check(cond, # what must hold
          ):
     "Raise `UserError(msg)` unless `cond`."
     if not cond: raise UserError(msg)
+
+# %% ../nbs/00_core.ipynb #50ae34a8
+BALANCES = ('equal', 'weighted', 'none')  # how classes are sampled for training, see `cloud_dataloaders`
+AUGMENTATIONS = dict(flip=dict(item_tfms='resize', batch_tfms='flip'),  # the photo's scale and light kept
+                     zoom=dict(item_tfms='crop', batch_tfms='aug'))     # fastai's usual random crops, zoom, warp, lighting
+
+# %% ../nbs/00_core.ipynb #d253b1fc
+@dataclass
+class Recipe:
+    "The training recipe: every default of training, checked when made."
+    arch:str='resnet34' # torchvision architecture, e.g. resnet18/34/50, mobilenet_v2, efficientnet_b0, convnext_tiny
+    weights:str|None='imagenet' # 'imagenet' (torchvision download), a local state-dict file (offline), or 'none' (scratch)
+    size:int=224 # image side the model sees
+    bs:int=32 # batch size
+    epochs_frozen:int=2 # epochs with the pretrained body frozen
+    epochs:int=5 # epochs after unfreezing
+    lr:float|str=5e-3 # frozen-stage learning rate, or 'auto' (lr_find)
+    seed:int=42 # random seed (sampling, split, training)
+    valid_pct:float=0.2 # share of images held out for validation
+    balance:str='weighted' # equal: same number per class; weighted: every image, classes balanced per epoch; none: every image as it comes
+    aug:str='flip' # flip: resize and mirror only, the photo's scale and light kept; zoom: fastai's random crops, zoom, warp, lighting
+    label_smoothing:float=0.1 # share of each target spread over the other classes (0 for plain cross-entropy)
+
+    def __post_init__(self):
+        def _int(v): return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+        def _num(v): return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+        check(isinstance(self.arch, str) and self.arch.isidentifier(), f"architecture {self.arch!r} is not a model name: give e.g. --arch resnet34")
+        check(_int(self.bs) and self.bs > 0, f"batch size {self.bs} is not a positive whole number: give e.g. --bs 32")
+        check(_int(self.size) and self.size > 0, f"image size {self.size} is not a positive whole number: give e.g. --size 224")
+        check(_int(self.epochs) and self.epochs >= 0, f"--epochs {self.epochs} is not a whole number of 0 or more: give e.g. --epochs 5")
+        check(_int(self.epochs_frozen) and self.epochs_frozen >= 0,
+              f"--epochs-frozen {self.epochs_frozen} is not a whole number of 0 or more: give e.g. --epochs-frozen 2")
+        check(self.epochs + self.epochs_frozen > 0, "--epochs and --epochs-frozen are both 0, so nothing would train: give at least one epoch")
+        check(self.lr == 'auto' or (_num(self.lr) and self.lr > 0), f"learning rate {self.lr} is not a positive number: give e.g. --lr 5e-3, or auto")
+        check(_int(self.seed), f"seed {self.seed!r} is not a whole number: give e.g. --seed 42")
+        check(_num(self.valid_pct) and 0 < self.valid_pct < 1, f"valid_pct {self.valid_pct} is not between 0 and 1: give e.g. --valid-pct 0.2")
+        check(_num(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+              f"label smoothing {self.label_smoothing} is not in [0, 1): give e.g. 0.1, or 0 for none")
+        check(self.balance in BALANCES, f"unknown balance {self.balance!r}: use one of {', '.join(BALANCES)}")
+        check(self.aug in AUGMENTATIONS, f"unknown augmentation {self.aug!r}: use one of {', '.join(AUGMENTATIONS)}")
+
+# %% ../nbs/00_core.ipynb #b66b8d28
+defaults = SimpleNamespace(
+    size=Recipe.size,  # image side the model sees (the recipe's)
+    bs=Recipe.bs,      # batch size (the recipe's)
+    seed=Recipe.seed,  # every random choice (sampling, split, training) starts from it (the recipe's)
+    valid_pct=Recipe.valid_pct,  # share of images held out for validation (the recipe's)
+    max_side=1024,     # longer side of a kept photo, in pixels
+    max_pixels=64_000_000,  # larger images are refused as decompression bombs
+    min_per_class=10,  # `data stats` flags classes with fewer images
+    data=Path('data'),
+    models=Path('models'),
+)

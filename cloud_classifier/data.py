@@ -15,15 +15,14 @@ from PIL import Image
 from torch import Tensor
 from fastai.vision.all import (PILImage, DataBlock, ImageBlock, CategoryBlock, Resize, RandomResizedCrop,
                                aug_transforms, Flip, Normalize, imagenet_stats)
-from .core import defaults, UserError, check
+from .core import defaults, UserError, check, Recipe, BALANCES
 from .genera import class_name
 from .images import image_files, open_image
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['BALANCES', 'synthetic_image_set', 'list_classes', 'class_files', 'get_equal_images', 'get_class_images',
-           'label_from_folder', 'CloudImage', 'GroupSplitter', 'cloud_datablock', 'cloud_dataloaders', 'image_stats',
-           'stats_table']
+__all__ = ['synthetic_image_set', 'list_classes', 'class_files', 'get_equal_images', 'get_class_images', 'label_from_folder',
+           'CloudImage', 'GroupSplitter', 'cloud_datablock', 'cloud_dataloaders', 'image_stats', 'stats_table']
 
 # %% ../nbs/01_data.ipynb #7579ffbc
 def synthetic_image_set(path:Path, # folder to write `path/<class>/*.png` into
@@ -79,7 +78,7 @@ def class_files(path:Path, # folder holding one sub-folder per class
 def get_equal_images(path:Path, # folder holding one sub-folder per class
                      folders:list|None=None, # classes (or class folder names) to use; all when None
                      verbose:bool=False, # print the per-class counts
-                     seed:int=defaults.seed, # random seed for the choice
+                     seed:int=Recipe.seed, # random seed for the choice
                      n:int|None=None, # images per class; the smallest class' size when None
                     )->list[Path]:
     "The same number of randomly chosen images from each class."
@@ -115,8 +114,8 @@ class CloudImage(PILImage):
 # %% ../nbs/01_data.ipynb #1e0fe21d
 class GroupSplitter:
     "Random train/valid split that keeps each group of files on one side."
-    def __init__(self, valid_pct:float=defaults.valid_pct, # share of items for validation
-                 seed:int=defaults.seed, # random seed
+    def __init__(self, valid_pct:float=Recipe.valid_pct, # share of items for validation
+                 seed:int=Recipe.seed, # random seed
                  groups:dict|None=None, # file (str) -> group id; files not in it form groups of one
                 ):
         self.valid_pct, self.seed, self.groups = valid_pct, seed, {str(k): v for k, v in (groups or {}).items()}
@@ -132,8 +131,6 @@ class GroupSplitter:
         return ([i for i, k in enumerate(keys) if k not in valid], [i for i, k in enumerate(keys) if k in valid])
 
 # %% ../nbs/01_data.ipynb #54abf645
-BALANCES = ('equal', 'weighted', 'none')
-
 def _item_tfms(item_tfms, size):
     if item_tfms == 'crop': return RandomResizedCrop(size, min_scale=0.5)
     if item_tfms == 'resize': return Resize(size)
@@ -146,10 +143,10 @@ def _batch_tfms(batch_tfms)->list:
 
 def cloud_datablock(path:Path, # folder holding one sub-folder per class
                     classes:list|None=None, # classes to use; all when None
-                    size:int=defaults.size, # image side the model sees
-                    valid_pct:float=defaults.valid_pct, # share of images for validation
-                    seed:int=defaults.seed, # seed for sampling and the split
-                    balance:str='equal', # "equal", "weighted" or "none"
+                    size:int=Recipe.size, # image side the model sees
+                    valid_pct:float=Recipe.valid_pct, # share of images for validation
+                    seed:int=Recipe.seed, # seed for sampling and the split
+                    balance:str=Recipe.balance, # "equal", "weighted" or "none"
                     n_per_class:int|None=None, # cap on images per class with "equal"
                     groups:dict|None=None, # file -> near-duplicate group, kept on one side of the split
                     item_tfms='crop', # "crop", "resize", or fastai item transforms
@@ -171,11 +168,11 @@ def cloud_datablock(path:Path, # folder holding one sub-folder per class
 
 def cloud_dataloaders(path:Path, # folder holding one sub-folder per class
                       classes:list|None=None, # classes to use; all when None
-                      size:int=defaults.size, # image side the model sees
-                      bs:int=defaults.bs, # batch size
-                      valid_pct:float=defaults.valid_pct, # share of images for validation
-                      seed:int=defaults.seed, # seed for sampling, the split and shuffling
-                      balance:str='equal', # "equal", "weighted" or "none"
+                      size:int=Recipe.size, # image side the model sees
+                      bs:int=Recipe.bs, # batch size
+                      valid_pct:float=Recipe.valid_pct, # share of images for validation
+                      seed:int=Recipe.seed, # seed for sampling, the split and shuffling
+                      balance:str=Recipe.balance, # "equal", "weighted" or "none"
                       num_workers:int=0, # data loading processes
                       **kwargs, # passed to `cloud_datablock`
                      ):

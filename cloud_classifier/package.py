@@ -8,10 +8,9 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/package.html.md"""
 from __future__ import annotations
 from pathlib import Path
 from fastai.torch_core import rank_distrib
-from .core import defaults, UserError, check
+from .core import defaults, UserError, check, AUGMENTATIONS
 from .data import list_classes, cloud_dataloaders
 from .dedupe import split_groups
-from .train import AUGMENTATIONS
 from .export import export_model, load_model
 from .card import read_card
 from .predict import add_cloud_check

@@ -14,7 +14,8 @@ from .files import atomic_write
 from .data import list_classes, class_files, image_stats, stats_table
 from .scrape import scrape, SearchUnreachable
 from .dedupe import find_duplicates, remove_duplicates, duplicates_report
-from .train import train_model, summary, TRAIN_DEFAULTS
+from .train import train_model
+from .evaluate import summary
 from .card import read_card
 from .package import package_model
 

@@ -1,4 +1,4 @@
-"""The learner for any torchvision architecture, the frozen-then-unfrozen recipe with discriminative learning rates, and honest evaluation.
+"""The frozen-then-unfrozen recipe with discriminative learning rates, its callbacks, training in several processes, and `train_model`, which runs it end to end.
 
 Docs: https://cloud-classifier.github.io/cloud_classifier/train.html.md"""
 
@@ -6,211 +6,25 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/train.html.md"""
 
 # %% ../nbs/04_train.ipynb #459990d2
 from __future__ import annotations
-import atexit, csv, hashlib, json, os, sys, time, warnings
+import atexit, hashlib, json, math, os, sys, time
+from contextlib import nullcontext
+from dataclasses import fields
 from pathlib import Path
 import numpy as np
 import torch
-import torchvision
-from torch import nn
-from fastai.vision.all import (L, params, vision_learner, Callback, SaveModelCallback, Normalize, imagenet_stats,
-                               accuracy, error_rate, minimum, steep, valley, set_seed, CrossEntropyLossFlat,
-                               LabelSmoothingCrossEntropyFlat,
+from fastai.learner import save_model
+from fastai.vision.all import (L, Callback, CancelFitException, SaveModelCallback, minimum, steep, valley, set_seed,
                                num_distrib, rank_distrib, distrib_barrier)
-from contextlib import nullcontext
-import fastai.vision.learner as fv_learner
-from .core import defaults, UserError, check
-from .data import class_files, list_classes, label_from_folder, cloud_dataloaders, BALANCES
-from .images import check_image
+from .core import defaults, UserError, check, Recipe, AUGMENTATIONS
+from .files import atomic_write
+from .data import class_files, label_from_folder, cloud_dataloaders
+from .learner import get_arch, is_scratch, make_learner
+from .evaluate import classification_metrics, verify_images, labelled_items, evaluate, write_reports, summary
 
 # %% auto #0
-__all__ = ['ARCHS', 'AUTO_LR', 'TRAIN_DEFAULTS', 'AUGMENTATIONS', 'get_arch', 'imagenet_state_dict', 'read_state_dict',
-           'load_body_weights', 'make_learner', 'classification_metrics', 'verify_images', 'labelled_items', 'evaluate',
-           'find_lr', 'BestCheckpoint', 'ProgressCheckpoint', 'discriminative_lrs', 'fit_recipe', 'distributed',
-           'History', 'plot_confusion', 'plot_history', 'plot_top_losses', 'files_hash', 'train_model', 'write_reports',
-           'summary']
-
-# %% ../nbs/04_train.ipynb #c92023cc
-def _mobilenet_v2_split(m): return L(m[0][0][:10], m[0][0][10:], m[1:]).map(params)
-def _mobilenet_v3_split(m): return L(m[0][0][:9], m[0][0][9:], m[1:]).map(params)
-def _efficientnet_split(m): return L(m[0][0][:5], m[0][0][5:], m[1:]).map(params)
-def _convnext_split(m): return L(m[0][0][:4], m[0][0][4:], m[1:]).map(params)
-
-_tv = torchvision.models
-# (cut, split) for architectures fastai does not know; the cut drops avgpool + classifier
-_EXTRA_META = {
-    _tv.mobilenet_v2: (-1, _mobilenet_v2_split),
-    _tv.mobilenet_v3_small: (-2, _mobilenet_v3_split), _tv.mobilenet_v3_large: (-2, _mobilenet_v3_split),
-    **{getattr(_tv, f'efficientnet_b{i}'): (-2, _efficientnet_split) for i in range(8)},
-    **{getattr(_tv, f'convnext_{s}'): (-2, _convnext_split) for s in ('tiny', 'small', 'base', 'large')},
-}
-for _f, (_cut, _split) in _EXTRA_META.items():
-    fv_learner.model_meta.setdefault(_f, {'cut': _cut, 'split': _split, 'stats': imagenet_stats, 'weights': 'DEFAULT'})
-
-ARCHS = ('resnet18', 'resnet34', 'resnet50', 'mobilenet_v2', 'mobilenet_v3_large', 'efficientnet_b0', 'convnext_tiny')
-
-def get_arch(name:str # a torchvision classification model, e.g. "resnet34"
-            ):
-    "The torchvision model function called `name`."
-    known = torchvision.models.list_models(module=torchvision.models)
-    check(name in known, f"unknown architecture {name!r}: use a torchvision classification model such as {', '.join(ARCHS)}")
-    return getattr(torchvision.models, name)
-
-# %% ../nbs/04_train.ipynb #70e45f70
-def imagenet_state_dict(arch:str # torchvision model name
-                       )->dict:
-    "torchvision's standard ImageNet weights for `arch`, downloaded once into torch's cache."
-    w = torchvision.models.get_model_weights(arch).DEFAULT
-    try: return w.get_state_dict(progress=True, check_hash=True)
-    except OSError as e:
-        raise UserError(f"cannot download the ImageNet weights for {arch} (this machine looks offline: {e.__class__.__name__}): "
-                        f"give a local weights file instead (--weights PATH, or weights=PATH), or --weights none to train from scratch") from None
-
-def read_state_dict(path:Path # a file saved with `torch.save(model.state_dict())`
-                   )->dict:
-    "The tensors in a local weights file (also a fastai `learn.save` file)."
-    path = Path(path)
-    check(path.is_file(), f"weights file {path} does not exist: give a saved state dict, 'imagenet' or 'none'")
-    try: sd = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise UserError(f"{path} is not a PyTorch weights file ({e.__class__.__name__}): give a file saved with torch.save(model.state_dict())") from None
-    if isinstance(sd, dict) and isinstance(sd.get('model'), dict): sd = sd['model']  # learn.save(with_opt=True)
-    check(isinstance(sd, dict) and sd and all(torch.is_tensor(v) for v in sd.values()),
-          f"{path} holds no state dict (name -> tensor): give a file saved with torch.save(model.state_dict())")
-    return sd
-
-def _renamings(sd:dict, child_names:list)->list[dict]:
-    "Candidate key mappings of `sd` onto a body: torchvision names, body names, whole fastai model names."
-    sd = {k.removeprefix('module.'): v for k, v in sd.items()}
-    idx = {n: str(i) for i, n in enumerate(child_names)}
-    tv = {}
-    for k, v in sd.items():
-        first, _, rest = k.partition('.')
-        if first in idx: tv[f'{idx[first]}.{rest}'] = v
-    fastai_model = {k[2:]: v for k, v in sd.items() if k.startswith('0.')}
-    return [tv, sd, fastai_model]
-
-def load_body_weights(body:nn.Module, # the body of a fastai vision model
-                      sd:dict, # state dict: torchvision, body or whole fastai model keys
-                      child_names:list, # names of the torchvision model's children the body was cut from
-                      src:str='weights', # where `sd` came from, for messages
-                     )->int:
-    "Load `sd` into `body`, matching keys; every body tensor must be found. Returns how many were loaded."
-    want = body.state_dict()
-    def _score(cand): return sum(k in cand and cand[k].shape == v.shape for k, v in want.items())
-    best = max(_renamings(sd, child_names), key=_score)
-    found = {k: best[k] for k, v in want.items() if k in best and best[k].shape == v.shape}
-    missing = [k for k in want if k not in found and not k.endswith('num_batches_tracked')]
-    check(not missing, f"{src} matches {len(found)} of {len(want)} tensors of this architecture's body "
-                       f"(e.g. {missing[0] if missing else ''} is missing): is it for another architecture?")
-    body.load_state_dict(found, strict=False)
-    return len(found)
-
-# %% ../nbs/04_train.ipynb #397da5ae
-def _is_scratch(weights): return weights is None or str(weights).lower() in ('none', 'scratch', '')
-
-def _add_imagenet_norm(dls):
-    "ImageNet normalisation after each batch, unless the `DataLoaders` already normalise."
-    if not dls.after_batch.fs.filter(lambda t: isinstance(t, Normalize)):
-        dls.add_tfms([Normalize.from_stats(*imagenet_stats)], 'after_batch')
-
-def make_learner(dls, # `DataLoaders`, e.g. from `cloud_dataloaders`
-                 arch:str='resnet34', # torchvision model name
-                 weights:str|Path|None='imagenet', # "imagenet", a local state-dict file, or None for scratch
-                 metrics=None, # fastai metrics; accuracy and error rate when None
-                 channels_last:bool=True, # train in PyTorch's channels-last memory layout (faster on CPUs and recent GPUs)
-                 label_smoothing:float=0.0, # share of each target spread over the other classes (0: plain cross-entropy)
-                 **kwargs, # passed to `vision_learner` (path, model_dir, cbs, ps, loss_func, ...)
-                ):
-    "A fastai vision learner; pretrained bodies get ImageNet normalisation and start frozen."
-    fn = get_arch(arch)
-    if label_smoothing: kwargs.setdefault('loss_func', LabelSmoothingCrossEntropyFlat(eps=label_smoothing))
-    pretrained = not _is_scratch(weights)
-    sd = None
-    if pretrained:
-        if str(weights).lower() == 'imagenet': sd, src = imagenet_state_dict(arch), f'ImageNet {arch} weights'
-        else: sd, src = read_state_dict(weights), str(weights)
-    # fastai would download the weights itself; we build an empty model and load them, the same for both sources
-    learn = vision_learner(dls, fn, pretrained=False, normalize=False,
-                           metrics=[accuracy, error_rate] if metrics is None else metrics, **kwargs)
-    if pretrained:
-        load_body_weights(learn.model[0], sd, [n for n, _ in fn(weights=None).named_children()], src)
-        _add_imagenet_norm(dls)
-        learn.freeze()
-    if channels_last: learn.to_channelslast(use_amp=False)  # no mixed precision: a CPU has no fp16 speed-up
-    learn.pretrained, learn.arch_name, learn.weights = pretrained, arch, None if not pretrained else str(weights)
-    return learn
-
-# %% ../nbs/04_train.ipynb #b4da17c5
-def classification_metrics(targets, # true class index per item
-                           preds, # predicted class index per item
-                           classes:list, # class names, in index order
-                          )->dict:
-    "n, accuracy, error rate, per-class precision/recall/F1/support, the confusion matrix and the most confused pairs."
-    t, p, k = np.asarray(targets, dtype=int), np.asarray(preds, dtype=int), len(classes)
-    cm = np.zeros((k, k), dtype=int)
-    np.add.at(cm, (t, p), 1)
-    n, right = int(cm.sum()), int(np.trace(cm))
-    def _div(a, b): return float(a / b) if b else 0.0
-    per_class = {}
-    for i, c in enumerate(classes):
-        prec, rec = _div(cm[i, i], cm[:, i].sum()), _div(cm[i, i], cm[i, :].sum())
-        per_class[str(c)] = dict(precision=prec, recall=rec, f1=_div(2 * prec * rec, prec + rec), support=int(cm[i, :].sum()))
-    confused = sorted(((str(classes[i]), str(classes[j]), int(cm[i, j])) for i in range(k) for j in range(k)
-                       if i != j and cm[i, j]), key=lambda o: -o[2])
-    return dict(n=n, accuracy=_div(right, n), error_rate=_div(n - right, n), per_class=per_class,
-                macro_f1=float(np.mean([v['f1'] for v in per_class.values()])) if k else 0.0,
-                confusion=dict(classes=[str(c) for c in classes], matrix=cm.tolist()),
-                most_confused=[dict(actual=a, predicted=b, count=c) for a, b, c in confused])
-
-# %% ../nbs/04_train.ipynb #d1e6d881
-def verify_images(files:list, # image files
-                  where:str='the data', # what they are, for the message
-                 ):
-    "Refuse a set with an image that cannot be opened, naming it."
-    bad = [(f, r) for f in files if (r := check_image(f))]
-    if bad:
-        f, r = bad[0]
-        raise UserError(f"{len(bad)} image(s) in {where} cannot be read, e.g. {f} ({r}): remove or replace them "
-                        f"(nothing was changed), or clean the set first")
-
-def labelled_items(path:Path, # folder with one sub-folder per class
-                   vocab:list, # the classes the model knows
-                  )->tuple[list, list, list]:
-    "Files, target indices and unknown classes of a labelled folder."
-    found = list_classes(path)
-    unknown = [c for c in found if c not in vocab]
-    known = {c: fs for c, fs in found.items() if c in vocab and fs}
-    check(known, f"no images of the model's classes in {path}: it has {', '.join(found) or 'no classes'}, the model knows {', '.join(map(str, vocab))}")
-    files = [f for fs in known.values() for f in fs]
-    verify_images(files, str(path))
-    return files, [list(vocab).index(label_from_folder(f)) for f in files], unknown
-
-def _predict(learn, files:list, tta:bool=False, bs:int|None=None):
-    "Class probabilities for `files`."
-    dl = learn.dls.test_dl(files, bs=bs or learn.dls.bs)
-    probs, _ = learn.tta(dl=dl) if tta else learn.get_preds(dl=dl)
-    return probs
-
-def evaluate(learn, # a trained or loaded learner
-             items, # a labelled folder (class sub-folders) or a list of image files in class folders
-             tta:bool=False, # test-time augmentation
-             bs:int|None=None, # batch size
-            )->dict:
-    "`classification_metrics` of `learn` on labelled images, plus the classes it skipped."
-    vocab = list(learn.dls.vocab)
-    if isinstance(items, (str, Path)): files, targets, unknown = labelled_items(items, vocab)
-    else:
-        files = [Path(f) for f in items]
-        labels = [label_from_folder(f) for f in files]
-        unknown = sorted({l for l in labels if l not in vocab})
-        files = [f for f, l in zip(files, labels) if l in vocab]
-        check(files, f"none of the images is of a class the model knows ({', '.join(map(str, vocab))})")
-        verify_images(files, 'the given images')
-        targets = [vocab.index(label_from_folder(f)) for f in files]
-    probs = _predict(learn, files, tta, bs)
-    res = classification_metrics(targets, probs.argmax(1).tolist(), vocab)
-    res.update(tta=tta, skipped_classes=unknown)
-    return res
+__all__ = ['AUTO_LR', 'find_lr', 'BestCheckpoint', 'ProgressCheckpoint', 'StopOnNaN', 'discriminative_lrs', 'fit_recipe',
+           'distributed', 'History', 'files_hash', 'prepare_data', 'build_learner', 'choose_lrs', 'run_recipe',
+           'measure', 'check_class_sizes', 'check_splits', 'train_model']
 
 # %% ../nbs/04_train.ipynb #111c9a80
 AUTO_LR = 'valley'
@@ -247,11 +61,6 @@ class BestCheckpoint(SaveModelCallback):
         distrib_barrier()  # distributed: only the first process saves; the others must not look before it has
         if (self.learn.path/self.learn.model_dir/f'{self.fname}.pth').exists(): super().after_fit(**kwargs)
 
-def _atomic_write_text(path:Path, text:str):
-    tmp = Path(path).with_name(Path(path).name + '.tmp')
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
 class ProgressCheckpoint(Callback):
     "After each epoch, save the model and optimizer as `last.pth` and record the stage and epoch in `progress.json`."
     order = 70
@@ -262,10 +71,20 @@ class ProgressCheckpoint(Callback):
     def after_epoch(self):
         if self.epoch < self.start_epoch or rank_distrib(): return  # skipped on resume; one writer when distributed
         d = self.learn.path/self.learn.model_dir
-        self.learn.save('last.tmp', with_opt=True)
-        os.replace(d/'last.tmp.pth', d/'last.pth')
+        atomic_write(d/'last.pth', writer=lambda f: save_model(f, self.learn.model, self.learn.opt, with_opt=True))
         self.state.setdefault('done', {})[self.stage] = self.epoch + 1
-        _atomic_write_text(d/'progress.json', json.dumps(self.state, indent=1))
+        atomic_write(d/'progress.json', json.dumps(self.state, indent=1))
+
+class StopOnNaN(Callback):
+    "Stop training when the training loss becomes NaN or infinite; `fit_recipe` then raises a one-line `UserError`."
+    order = 60  # after the loss is computed and recorded
+    def before_fit(self): self.message = None
+    def after_batch(self):
+        if self.training and not torch.isfinite(self.learn.loss).all():
+            self.message = (f"the training loss became {float(self.learn.loss.detach())} in epoch {self.epoch + 1}, batch {self.iter + 1}: "
+                            "training diverged and nothing was exported; lower the learning rate (--lr) and train again")
+            # fastai's TerminateOnNaNCallback says nothing, and an error raised here comes back wrapped in a second line
+            raise CancelFitException()
 
 def discriminative_lrs(lr:float, # learning rate of the frozen stage
                        lr_mult:float=100, # ratio of the head's rate to the first group's after unfreezing
@@ -276,9 +95,9 @@ def discriminative_lrs(lr:float, # learning rate of the frozen stage
     return slice(hi / lr_mult, hi)
 
 def fit_recipe(learn, # a learner, e.g. from `make_learner`
-               epochs_frozen:int=1, # epochs with the body frozen (0 skips the stage)
-               epochs:int=1, # epochs after `unfreeze`
-               lr:float=1e-3, # maximum learning rate of the frozen stage
+               epochs_frozen:int=Recipe.epochs_frozen, # epochs with the body frozen (0 skips the stage)
+               epochs:int=Recipe.epochs, # epochs after `unfreeze`
+               lr:float=Recipe.lr, # maximum learning rate of the frozen stage
                lrs:slice|None=None, # `slice(lo, hi)` after unfreezing; `discriminative_lrs(lr)` when None
                cbs:list|None=None, # extra callbacks for both stages
                checkpoint:bool=True, # save best/last checkpoints under `learn.path/learn.model_dir`
@@ -293,9 +112,11 @@ def fit_recipe(learn, # a learner, e.g. from `make_learner`
         if stage == 'frozen': learn.freeze()
         else: learn.unfreeze()
         if n <= 0 or start >= n: continue
-        stage_cbs = L(cbs)
+        nan = StopOnNaN()
+        stage_cbs = L(nan, *L(cbs))
         if checkpoint: stage_cbs += [BestCheckpoint(start, fname='best'), ProgressCheckpoint(stage, state, start)]
         learn.fit_one_cycle(n, lr_max, cbs=list(stage_cbs), start_epoch=start)
+        check(nan.message is None, nan.message)
     return learn
 
 # %% ../nbs/04_train.ipynb #f79d34bc
@@ -334,65 +155,7 @@ class History(Callback):
         self.epochs.append(dict(stage=self.stage, **{n: (float(v) if isinstance(v, (int, float, np.floating)) else v)
                                                    for n, v in zip(names, vals)}))
 
-def plot_confusion(res:dict, # metrics from `classification_metrics` or `evaluate`
-                   fname:Path, # the PNG to write
-                   title:str='confusion matrix', # the plot's title
-                  ):
-    "Save the confusion matrix of an `evaluate`/`classification_metrics` result as a PNG."
-    import matplotlib.pyplot as plt
-    cm, classes = np.array(res['confusion']['matrix']), res['confusion']['classes']
-    fig, ax = plt.subplots(figsize=(2 + .6 * len(classes), 2 + .6 * len(classes)))
-    ax.imshow(cm, cmap='Blues')
-    ax.set_xticks(range(len(classes)), classes, rotation=90); ax.set_yticks(range(len(classes)), classes)
-    for i in range(len(classes)):
-        for j in range(len(classes)): ax.text(j, i, cm[i, j], ha='center', va='center', color='white' if cm[i, j] > cm.max() / 2 else 'black')
-    ax.set_xlabel('predicted'); ax.set_ylabel('actual'); ax.set_title(f"{title} (error {res['error_rate']:.3f}, n={res['n']})")
-    fig.savefig(fname, dpi=80, bbox_inches='tight'); plt.close(fig)
-
-def plot_history(hist:History, # the `History` callback of a training run
-                 fname:Path, # the PNG to write
-                ):
-    "Save training-batch and validation losses, both stages, as a PNG."
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if hist.batches:
-        losses = np.array([l for _, l in hist.batches])
-        ax.plot(np.arange(len(losses)), losses, alpha=.3, label='train (batch)')
-        per_epoch = len(losses) / max(len(hist.epochs), 1)
-        ax.plot((np.arange(len(hist.epochs)) + 1) * per_epoch, [e['valid_loss'] for e in hist.epochs], 'o-', label='valid (epoch)')
-        n_frozen = sum(s == 'frozen' for s, _ in hist.batches)
-        if n_frozen: ax.axvline(n_frozen, ls='--', c='grey', label='unfreeze')
-    ax.set_xlabel('batch'); ax.set_ylabel('loss'); ax.legend()
-    fig.savefig(fname, dpi=80, bbox_inches='tight'); plt.close(fig)
-
-def plot_top_losses(files:list, # image files, in the order of `probs`
-                    probs, # predicted probabilities, one row per file
-                    targets:list, # true class index per file
-                    classes:list, # class names
-                    fname:Path, # the PNG to write
-                    k:int=9, # photos shown
-                   ):
-    "Save the `k` images with the highest loss, titled predicted/actual/loss/probability, as a PNG."
-    import matplotlib.pyplot as plt
-    from cloud_classifier.images import open_image
-    probs, t = torch.as_tensor(probs), torch.as_tensor(targets)
-    losses = nn.functional.nll_loss(probs.clamp_min(1e-8).log(), t, reduction='none')
-    top = losses.argsort(descending=True)[:k].tolist()
-    cols = 3; rows = max(1, (len(top) + cols - 1) // cols)
-    fig, axs = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
-    for ax in axs.flat: ax.axis('off')
-    for ax, i in zip(axs.flat, top):
-        ax.imshow(open_image(files[i], max_side=256)); p = int(probs[i].argmax())
-        ax.set_title(f"{classes[p]}/{classes[int(t[i])]}\n{float(losses[i]):.2f} / {float(probs[i, p]):.2f}", fontsize=8)
-    fig.suptitle('predicted/actual, loss/probability'); fig.savefig(fname, dpi=80, bbox_inches='tight'); plt.close(fig)
-
-# %% ../nbs/04_train.ipynb #ba453095
-TRAIN_DEFAULTS = dict(arch='resnet34', weights='imagenet', size=defaults.size, epochs_frozen=2, epochs=5, lr=5e-3,
-                      bs=defaults.bs, seed=defaults.seed, balance='weighted', valid_pct=defaults.valid_pct, aug='flip',
-                      label_smoothing=0.1)
-AUGMENTATIONS = dict(flip=dict(item_tfms='resize', batch_tfms='flip'),  # the photo's scale and light kept
-                     zoom=dict(item_tfms='crop', batch_tfms='aug'))     # fastai's usual random crops, zoom, warp, lighting
-
+# %% ../nbs/04_train.ipynb #7b876b28
 def files_hash(files:list, # the training files
                root:Path, # the data folder they are named relative to
               )->str:
@@ -406,30 +169,139 @@ def _data_summary(dls, root:Path)->dict:
                 train_counts={str(c): tr.count(c) for c in dls.vocab}, valid_counts={str(c): va.count(c) for c in dls.vocab},
                 n_train=len(tr), n_valid=len(va), train_files_sha256=files_hash(dls.train_ds.items, root))
 
-# A run recorded before a setting existed trained with what it then was: random crops, plain cross-entropy.
-_UNRECORDED = dict(aug='zoom', label_smoothing=0.0)
+# %% ../nbs/04_train.ipynb #bfe16176
+def prepare_data(data:Path, # folder with one sub-folder per class
+                 recipe:Recipe, # its size, bs, seed, valid_pct, balance, aug and weights are used
+                 classes:list|None=None, # classes to train on; all folders when None
+                 groups:dict|None=None, # file -> near-duplicate group, kept on one side of the split
+                 test:Path|None=None, # a separate labelled folder to measure on (checked now, not after training)
+                 **kwargs, # passed to `cloud_dataloaders` (item_tfms, batch_tfms, n_per_class, num_workers)
+                ):
+    "The training `DataLoaders`, after refusing unreadable photos, too small classes and splits that would train nothing."
+    found = class_files(data, classes)
+    check_class_sizes(found, recipe.valid_pct)
+    verify_images([f for fs in found.values() for f in fs], str(data))
+    if test: labelled_items(test, list(found))
+    set_seed(recipe.seed, reproducible=True)
+    dls = cloud_dataloaders(data, classes=classes, size=recipe.size, bs=recipe.bs, valid_pct=recipe.valid_pct, seed=recipe.seed,
+                            balance=recipe.balance, groups=groups, normalize=not is_scratch(recipe.weights),
+                            **{**AUGMENTATIONS[recipe.aug], **kwargs})
+    check_splits(dls, recipe.bs)
+    return dls
+
+def build_learner(dls, # from `prepare_data`
+                  recipe:Recipe, # its arch, weights and label_smoothing are used
+                  out:Path, # the run's folder; checkpoints go to `out/checkpoints`
+                  resume:bool=False, # load the last checkpoint, with its optimizer state
+                 ):
+    "The learner for `recipe`, saving into `out/checkpoints`."
+    learn = make_learner(dls, recipe.arch, recipe.weights, label_smoothing=recipe.label_smoothing, path=out, model_dir='checkpoints')
+    (Path(out)/'checkpoints').mkdir(parents=True, exist_ok=True)
+    if resume: learn.load('last', with_opt=True, weights_only=False)
+    return learn
+
+def choose_lrs(learn, # from `build_learner`
+               lr:float|str, # the frozen stage's rate, or "auto"
+               lrs:tuple|None, # (lo, hi) after unfreezing; from the rate when None
+               state:dict, # progress record: a resumed run keeps the rate it found
+               out:Path|None=None, # folder for lr_find.png
+               lr_find_iters:int=100, # mock-training steps of `find_lr`
+              )->tuple[float, slice]:
+    "The frozen stage's rate (found by `find_lr` when \"auto\") and the unfrozen stage's `slice`."
+    lr_used = state.get('lr')
+    if lr_used is None:
+        if str(lr) == 'auto':
+            check(num_distrib() <= 1, "lr='auto' runs lr_find, which does not run distributed: find the rate in one process, then give --lr")
+            lr_used = find_lr(learn, out, num_it=lr_find_iters)[AUTO_LR]
+        else: lr_used = float(lr)
+        state['lr'] = lr_used
+    return lr_used, slice(*lrs) if lrs else discriminative_lrs(lr_used)
 
 def _resume_hint(out, data):
     return f"resume with: cloud-classifier train {data} --out {out} --resume   (or train_model(..., resume=True))"
 
+def run_recipe(learn, # from `build_learner`
+               recipe:Recipe, # its epochs are used
+               lr:float, # the frozen stage's rate
+               lr_slice:slice, # the unfrozen stage's rates
+               state:dict, # progress record, saved with the checkpoints
+               cbs:list|None=None, # extra fastai callbacks
+               hint:str='', # how to resume, printed on Ctrl-C
+              )->tuple[History, float]:
+    "`fit_recipe` with checkpoints, distributed when launched so; the loss `History` and the seconds it took."
+    hist, t0 = History(), time.time()
+    try:
+        with distributed(learn):
+            fit_recipe(learn, recipe.epochs_frozen, recipe.epochs, lr=lr, lrs=lr_slice, cbs=[hist, *L(cbs)], state=state)
+    except KeyboardInterrupt:
+        done = state.get('done', {})
+        where = f"after {done}" if done else "before the first epoch finished: nothing to resume, start again"
+        print(f"\ninterrupted {where}; checkpoints in {learn.path/learn.model_dir}\n" + (hint if done else ''), file=sys.stderr)
+        raise
+    return hist, time.time() - t0
+
+def measure(learn, # the trained learner
+            test:Path|None=None, # a separate labelled folder
+           )->tuple[dict, torch.Tensor, torch.Tensor]:
+    "Metrics on the validation split (and on `test`), with the validation probabilities and targets."
+    probs, targs = learn.get_preds(ds_idx=1)
+    metrics = dict(valid=classification_metrics(targs.tolist(), probs.argmax(1).tolist(), list(learn.dls.vocab)))
+    if test: metrics['test'] = evaluate(learn, test)
+    return metrics, probs, targs
+
+# %% ../nbs/04_train.ipynb #e5f79aa9
+def check_class_sizes(found:dict, # class -> image files, from `class_files`
+                      valid_pct:float=Recipe.valid_pct, # share of images for validation
+                     ):
+    "Refuse a class with too few photos to be expected in both the training and the validation split."
+    need = max(2, math.ceil(round(1 / valid_pct, 6)))
+    few = {c: len(fs) for c, fs in found.items() if len(fs) < need}
+    named = ', '.join(f"{c} ({n} photo{'s' * (n != 1)})" for c, n in few.items())
+    check(not few, f"class {named} has too few photos to appear in "
+                   f"both the training and the validation split (valid_pct {valid_pct}): give each class at least {need}, "
+                   f"or leave it out with --classes")
+
+def check_splits(dls, # the `DataLoaders` to train on
+                 bs:int, # the batch size
+                ):
+    "Refuse `DataLoaders` whose validation split is empty or whose training split holds no full batch."
+    n_train, n_valid = len(dls.train_ds), len(dls.valid_ds)
+    check(n_valid > 0, f"the validation set is empty ({n_train} images in all): add images or raise valid_pct")
+    need = bs * max(num_distrib(), 1)  # fastai drops a training batch that is not full: with fewer, nothing trains
+    check(n_train >= need, f"the training split has {n_train} images, fewer than one full batch of {need}, so nothing would "
+                           f"train: give --bs {max(1, n_train // max(num_distrib(), 1))} or less, or add photos")
+
+# %% ../nbs/04_train.ipynb #ba453095
+# A run recorded before a setting existed trained with what it then was: random crops, plain cross-entropy.
+_UNRECORDED = dict(aug='zoom', label_smoothing=0.0)
+
+def _resume_state(out:Path)->dict:
+    "The progress record of the interrupted run in `out`."
+    ckpt = Path(out)/'checkpoints'
+    check((ckpt/'progress.json').exists() and (ckpt/'last.pth').exists(),
+          f"nothing to resume in {out}: no checkpoints/progress.json and last.pth there; train without --resume")
+    try: state = json.loads((ckpt/'progress.json').read_text()); dict(state['args'])
+    except (ValueError, KeyError, TypeError): raise UserError(f"{ckpt/'progress.json'} cannot be read: train again without --resume") from None
+    return state
+
 def train_model(data:Path, # folder with one sub-folder per class
                 out:Path=defaults.models, # folder for checkpoints, reports (and the export)
-                arch:str=TRAIN_DEFAULTS['arch'], # torchvision model name
-                weights:str|Path|None=TRAIN_DEFAULTS['weights'], # "imagenet", a local state-dict file, or None
-                size:int=TRAIN_DEFAULTS['size'], # image side the model sees
-                epochs_frozen:int=TRAIN_DEFAULTS['epochs_frozen'], # epochs with the body frozen
-                epochs:int=TRAIN_DEFAULTS['epochs'], # epochs after unfreezing
-                lr:float|str=TRAIN_DEFAULTS['lr'], # frozen-stage learning rate, or "auto" (from `find_lr`)
+                arch:str=Recipe.arch, # torchvision model name
+                weights:str|Path|None=Recipe.weights, # "imagenet", a local state-dict file, or None
+                size:int=Recipe.size, # image side the model sees
+                epochs_frozen:int=Recipe.epochs_frozen, # epochs with the body frozen
+                epochs:int=Recipe.epochs, # epochs after unfreezing
+                lr:float|str=Recipe.lr, # frozen-stage learning rate, or "auto" (from `find_lr`)
                 lrs:tuple|None=None, # (lo, hi) after unfreezing; from `lr` when None
-                bs:int=TRAIN_DEFAULTS['bs'], # batch size
-                seed:int=TRAIN_DEFAULTS['seed'], # seed for sampling, the split and training
-                balance:str=TRAIN_DEFAULTS['balance'], # "equal", "weighted" or "none"
-                aug:str=TRAIN_DEFAULTS['aug'], # "flip" (resize, horizontal flips) or "zoom" (random crops, `aug_transforms`)
-                label_smoothing:float=TRAIN_DEFAULTS['label_smoothing'], # share of each target spread over the other classes
+                bs:int=Recipe.bs, # batch size
+                seed:int=Recipe.seed, # seed for sampling, the split and training
+                balance:str=Recipe.balance, # "equal", "weighted" or "none"
+                aug:str=Recipe.aug, # "flip" (resize, horizontal flips) or "zoom" (random crops, `aug_transforms`)
+                label_smoothing:float=Recipe.label_smoothing, # share of each target spread over the other classes
                 classes:list|None=None, # classes to train on; all folders when None
                 test:Path|None=None, # a separate labelled folder to measure on
                 groups:dict|None=None, # file -> near-duplicate group, kept on one side of the split
-                valid_pct:float=TRAIN_DEFAULTS['valid_pct'], # share of images for validation
+                valid_pct:float=Recipe.valid_pct, # share of images for validation
                 resume:bool=False, # continue an interrupted run in `out` with its recorded settings
                 lr_find_iters:int=100, # mock-training steps of `find_lr` with lr="auto"
                 reports:bool=True, # write JSON and PNG reports into `out`
@@ -437,95 +309,31 @@ def train_model(data:Path, # folder with one sub-folder per class
                 **kwargs, # passed to `cloud_dataloaders` (item_tfms, batch_tfms, n_per_class, num_workers)
                ):
     "Train with the recipe; returns `(learn, result)` where `result` holds metrics, data summary, arguments and timing."
-    import matplotlib
     out, data = Path(out), Path(data)
-    ckpt = out/'checkpoints'
-    args = dict(data=str(data), arch=arch, weights=None if _is_scratch(weights) else str(weights), size=size,
+    args = dict(data=str(data), arch=arch, weights=None if is_scratch(weights) else str(weights), size=size,
                 epochs_frozen=epochs_frozen, epochs=epochs, lr=lr, lrs=list(lrs) if lrs else None, bs=bs, seed=seed,
                 balance=balance, aug=aug, label_smoothing=label_smoothing, classes=classes, test=str(test) if test else None, valid_pct=valid_pct,
                 **{k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, type(None)))})
     state = {}
     if resume:
-        check((ckpt/'progress.json').exists() and (ckpt/'last.pth').exists(),
-              f"nothing to resume in {out}: no checkpoints/progress.json and last.pth there; train without --resume")
-        try: state = json.loads((ckpt/'progress.json').read_text()); recorded = dict(state['args'])
-        except (ValueError, KeyError, TypeError): raise UserError(f"{ckpt/'progress.json'} cannot be read: train again without --resume") from None
-        args.update({**_UNRECORDED, **recorded})
+        state = _resume_state(out)
+        args.update({**_UNRECORDED, **state['args']})
         print(f"resuming {out}: epochs done {state.get('done', {})}")
-    check(args['balance'] in BALANCES, f"unknown balance {args['balance']!r}: use one of {', '.join(BALANCES)}")
-    check(args['aug'] in AUGMENTATIONS, f"unknown augmentation {args['aug']!r}: use one of {', '.join(AUGMENTATIONS)}")
-    check(0 <= args['label_smoothing'] < 1, f"label smoothing {args['label_smoothing']} is not in [0, 1): give e.g. 0.1, or 0 for none")
-    found = class_files(data, args['classes'])
-    verify_images([f for fs in found.values() for f in fs], str(data))
-    if test: labelled_items(test, list(found))  # a bad test folder fails now, not after training
-    set_seed(args['seed'], reproducible=True)
-    dkw = {**AUGMENTATIONS[args['aug']], **kwargs}
-    dls = cloud_dataloaders(data, classes=args['classes'], size=args['size'], bs=args['bs'], valid_pct=args['valid_pct'],
-                            seed=args['seed'], balance=args['balance'], groups=groups, normalize=not _is_scratch(args['weights']), **dkw)
-    check(len(dls.valid_ds) > 0, f"the validation set is empty ({len(dls.train_ds)} images in all): add images or raise valid_pct")
-    learn = make_learner(dls, args['arch'], args['weights'], label_smoothing=args['label_smoothing'], path=out, model_dir='checkpoints')
-    ckpt.mkdir(parents=True, exist_ok=True)
-    if resume: learn.load('last', with_opt=True, weights_only=False)
+    recipe = Recipe(**{f.name: args[f.name] for f in fields(Recipe)})  # every number checked before any work
+    get_arch(recipe.arch)
+    dls = prepare_data(data, recipe, args['classes'], groups, test, **kwargs)
+    learn = build_learner(dls, recipe, out, resume)
     state['args'] = args
-    lr_used = state.get('lr')
-    if lr_used is None:
-        if str(args['lr']) == 'auto':
-            check(num_distrib() <= 1, "lr='auto' runs lr_find, which does not run distributed: find the rate in one process, then give --lr")
-            lr_used = find_lr(learn, out if reports else None, num_it=lr_find_iters)[AUTO_LR]
-        else: lr_used = float(args['lr'])
-        state['lr'] = lr_used
-    lr_slice = slice(*args['lrs']) if args['lrs'] else discriminative_lrs(lr_used)
-    print(f"training {args['arch']} ({'pretrained: ' + str(args['weights']) if learn.pretrained else 'from scratch'}) on "
+    lr_used, lr_slice = choose_lrs(learn, recipe.lr, args['lrs'], state, out if reports else None, lr_find_iters)
+    print(f"training {recipe.arch} ({'pretrained: ' + str(recipe.weights) if learn.pretrained else 'from scratch'}) on "
           f"{len(dls.train_ds)} images, validating on {len(dls.valid_ds)}; lr {lr_used:.2e}, then slice({lr_slice.start:.2e}, {lr_slice.stop:.2e})")
     done_before = dict(state.get('done', {}))
-    hist, t0 = History(), time.time()
-    try:
-        with distributed(learn):
-            fit_recipe(learn, args['epochs_frozen'], args['epochs'], lr=lr_used, lrs=lr_slice, cbs=[hist, *L(cbs)], state=state)
-    except KeyboardInterrupt:
-        done = state.get('done', {})
-        where = f"after {done}" if done else "before the first epoch finished: nothing to resume, start again"
-        print(f"\ninterrupted {where}; checkpoints in {ckpt}\n" + (_resume_hint(out, data) if done else ''), file=sys.stderr)
-        raise
-    wall = time.time() - t0
+    hist, wall = run_recipe(learn, recipe, lr_used, lr_slice, state, cbs, _resume_hint(out, data))
     n_seen = len(dls.train_ds) * sum(max(n - done_before.get(st, 0), 0) for st, n in
-                                     (('frozen', args['epochs_frozen']), ('unfrozen', args['epochs'])))
-    probs, targs = learn.get_preds(ds_idx=1)
-    valid = classification_metrics(targs.tolist(), probs.argmax(1).tolist(), list(dls.vocab))
-    metrics = dict(valid=valid)
-    if test: metrics['test'] = evaluate(learn, test)
+                                     (('frozen', recipe.epochs_frozen), ('unfrozen', recipe.epochs)))
+    metrics, probs, targs = measure(learn, test)
     result = dict(metrics=metrics, data=_data_summary(dls, data), args=args, lr=lr_used,
                   lrs=[lr_slice.start, lr_slice.stop], history=hist.epochs,
                   timing=dict(train_seconds=wall, train_images_per_second=n_seen / wall if wall else None))
     if reports and not rank_distrib(): write_reports(learn, result, hist, probs, targs, out)
     return learn, result
-
-def write_reports(learn, # the trained learner
-                  result:dict, # what `train_model` measured
-                  hist:History, # its loss history
-                  probs, # validation probabilities
-                  targs, # validation targets
-                  out:Path, # folder for the JSON and PNG reports
-                 ):
-    "valid.json (test.json), history.csv and the PNGs into `out`."
-    out = Path(out)
-    for k, res in result['metrics'].items():
-        _atomic_write_text(out/f'{k}.json', json.dumps(res, indent=1))
-        plot_confusion(res, out/f'confusion_{k}.png', f'{k} confusion matrix')
-    with open(out/'history.csv', 'w', newline='') as f:
-        if hist.epochs:
-            w = csv.DictWriter(f, fieldnames=list(hist.epochs[0])); w.writeheader(); w.writerows(hist.epochs)
-    plot_history(hist, out/'losses.png')
-    plot_top_losses(list(learn.dls.valid_ds.items), probs, targs.tolist(), list(map(str, learn.dls.vocab)), out/'top_losses.png')
-
-def summary(result:dict, # what `train_model` returned
-            out:Path, # the folder the reports went to
-           )->str:
-    "A few lines on how training went and where its files are."
-    v = result['metrics']['valid']
-    lines = [f"validation: error {v['error_rate']:.3f} (accuracy {v['accuracy']:.3f}) on {v['n']} images"]
-    if 'test' in result['metrics']:
-        t = result['metrics']['test']; lines.append(f"test: error {t['error_rate']:.3f} on {t['n']} images")
-    if v['most_confused']: lines.append('most confused: ' + ', '.join(f"{o['actual']} as {o['predicted']} ({o['count']})" for o in v['most_confused'][:3]))
-    lines.append(f"train time {result['timing']['train_seconds']:.0f}s; reports in {out}/ (valid.json, confusion_valid.png, losses.png, top_losses.png)")
-    return '\n'.join(lines)

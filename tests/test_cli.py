@@ -58,8 +58,7 @@ def test_data_stats_on_ccsn():
 def test_choices_match_the_library():
     "The commands offer exactly the choices the library accepts (they are spelled out so that --help needs no torch)."
     from cloud_classifier import cli
-    from cloud_classifier.data import BALANCES
-    from cloud_classifier.train import AUGMENTATIONS
+    from cloud_classifier.core import BALANCES, AUGMENTATIONS
     from cloud_classifier.predict import ENGINES
     want, seen = {'--balance': set(BALANCES), '--aug': set(AUGMENTATIONS), '--engine': set(ENGINES)}, set()
     for name, c in cli._COMMANDS.items():
@@ -116,3 +115,21 @@ def test_cloud_check_command_fits_the_check_of_a_model_without_one(trained, tmp_
     assert "has no folder for the model's class(es) Cirrus, rocks" in _error(run_cli('cloud-check', old, other))
     (old/'model_card.json').unlink()
     assert 'no model card' in _error(run_cli('cloud-check', old, data, '--no-hash-check'))
+def test_train_help_shows_the_recipe_defaults():
+    "The options of `train` and `run` are made from `Recipe`: --help shows its defaults, choices and comments."
+    import os, re, subprocess, sys
+    from dataclasses import fields
+    from cloud_classifier.core import Recipe
+    from fastcore.docments import docments
+    env = {**os.environ, 'COLUMNS': '400'}  # one line per option
+    for cmd in ('train', 'run'):
+        out = subprocess.run([sys.executable, '-m', 'cloud_classifier.cli', cmd, '--help'], capture_output=True, text=True, env=env).stdout
+        blocks = {}  # option -> its help, joined over the lines argparse splits it into
+        for l in out.splitlines():
+            if l.startswith('  -'): opt = l.split()[0]; blocks[opt] = l
+            elif l.startswith('    ') and blocks: blocks[opt] += ' ' + l.strip()
+        docs = docments(Recipe)
+        for f in fields(Recipe):
+            block = ' '.join(blocks['--' + f.name.replace('_', '-')].split())
+            assert block.endswith(f'(default: {getattr(Recipe(), f.name)})'), block
+            assert docs[f.name] in block, block

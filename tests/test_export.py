@@ -5,7 +5,8 @@ import pytest, torch
 from fastai.vision.all import Transform
 from cloud_classifier.core import UserError
 from cloud_classifier.data import cloud_dataloaders, synthetic_image_set
-from cloud_classifier.train import make_learner, train_model
+from cloud_classifier.learner import make_learner
+from cloud_classifier.train import train_model
 from cloud_classifier.export import export_model, load_model, check_exportable
 from cloud_classifier.images import file_sha256
 from conftest import run_cli

@@ -5,7 +5,11 @@ import numpy as np, pytest, torch, torchvision
 from fastai.vision.all import Callback, Normalize
 from cloud_classifier.core import UserError
 from cloud_classifier.data import cloud_dataloaders, synthetic_image_set
-from cloud_classifier.train import make_learner, fit_recipe, classification_metrics, evaluate, train_model, ARCHS, get_arch
+from cloud_classifier.core import Recipe
+from cloud_classifier.learner import make_learner, ARCHS, get_arch
+from cloud_classifier.evaluate import classification_metrics, evaluate
+from cloud_classifier.train import fit_recipe, train_model
+from cloud_classifier.cli import main
 import fastai.vision.learner as fvl
 from conftest import run_cli, CLI
 
@@ -60,7 +64,7 @@ def test_local_weights_file_loads_into_body_and_freezes(image_set, tmp_path):
 
 def test_imagenet_download_offline_says_so(image_set, tmp_path):
     env = {**os.environ, 'TORCH_HOME': str(tmp_path/'cache'), 'https_proxy': 'http://127.0.0.1:9', 'HTTPS_PROXY': 'http://127.0.0.1:9'}
-    r = subprocess.run([*CLI, 'train', image_set, '--out', tmp_path/'m', '--arch', 'resnet18', '--size', '32'],
+    r = subprocess.run([*CLI, 'train', image_set, '--out', tmp_path/'m', '--arch', 'resnet18', '--size', '32', '--bs', '8'],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 2, r.stderr
     err = r.stderr.strip().splitlines()[-1]
@@ -113,6 +117,60 @@ def test_bad_inputs_get_one_line_messages(image_set, tmp_path):
     assert res['tta'] and res['n'] == 8 and sum(map(sum, res['confusion']['matrix'])) == 8
     with pytest.raises(UserError, match='cannot be read'): evaluate(learn, image_set)
     with pytest.raises(UserError, match='no images of the model'): evaluate(learn, synthetic_image_set(tmp_path/'t', {'trees': 2}))
+
+@pytest.mark.parametrize('opts, msg', [
+    (['--bs', '0'], 'batch size 0 is not a positive whole number'),
+    (['--bs', '-4'], 'batch size -4 is not a positive whole number'),
+    (['--size', '0'], 'image size 0 is not a positive whole number'),
+    (['--valid-pct', '1.5'], 'valid_pct 1.5 is not between 0 and 1'),
+    (['--epochs', '-1'], '--epochs -1 is not a whole number of 0 or more'),
+    (['--epochs', '0', '--epochs-frozen', '0'], '--epochs and --epochs-frozen are both 0, so nothing would train'),
+    (['--lr', '-1'], 'learning rate -1.0 is not a positive number'),
+    (['--label-smoothing', '1'], 'label smoothing 1.0 is not in [0, 1)'),
+])
+@pytest.mark.parametrize('cmd', ['train', 'run'])
+def test_numbers_are_checked_before_any_work(image_set, tmp_path, capsys, cmd, opts, msg):
+    out = tmp_path/'out'
+    args = ['train', str(image_set), '--out', str(out)] if cmd == 'train' else ['run', str(out), '--data', str(image_set)]
+    assert main([*args, '--weights', 'none', *opts]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'error: {msg}') and err.count('\n') == 1, err
+    assert not out.exists()  # nothing written
+
+def test_a_set_smaller_than_a_batch_is_refused_before_any_work(image_set, tmp_path):
+    "36 photos with --bs 32: the training split holds no full batch, so fastai would train nothing and export anyway."
+    out = tmp_path/'models'
+    r = run_cli('train', image_set, '--out', out, '--weights', 'none', '--size', '32', '--bs', '32')
+    assert r.returncode == 2 and r.stderr.count('\n') == 1, r.stderr
+    assert r.stderr.startswith('error: the training split has 29 images, fewer than one full batch of 32') and '--bs 29 or less' in r.stderr
+    assert not out.exists()
+
+def test_a_class_too_small_for_both_splits_is_refused(image_set, tmp_path):
+    (image_set/'St').mkdir()
+    for f in sorted((image_set/'Cu').iterdir())[:3]: (image_set/'St'/f.name).write_bytes(f.read_bytes())
+    with pytest.raises(UserError, match=r'class Stratus \(3 photos\) has too few photos to appear in both .* at least 5'):
+        train_model(image_set, tmp_path/'m', weights=None, **SMALL)
+    assert not (tmp_path/'m').exists()
+    learn, res = train_model(image_set, tmp_path/'m', weights=None, epochs_frozen=0, epochs=1, reports=False, valid_pct=0.4, **SMALL)
+    assert 'Stratus' in res['data']['classes']  # with 40% held out, 3 photos are enough
+
+def test_a_diverging_loss_stops_the_run_and_nothing_is_exported(image_set, tmp_path):
+    out = tmp_path/'models'
+    r = run_cli('train', image_set, '--out', out, '--weights', 'none', '--arch', 'resnet18', '--size', '32', '--bs', '8',
+                '--epochs-frozen', '1', '--epochs', '0', '--lr', '1e30')
+    assert r.returncode == 2 and r.stderr.count('\n') == 1, r.stderr
+    assert r.stderr.startswith('error: the training loss became') and 'training diverged' in r.stderr and '--lr' in r.stderr
+    assert not (out/'export.pkl').exists() and not (out/'model_card.json').exists()
+
+def test_library_defaults_are_the_recipe():
+    import inspect
+    from cloud_classifier.data import cloud_dataloaders
+    r = Recipe()
+    sig = lambda f: inspect.signature(f).parameters
+    assert sig(cloud_dataloaders)['balance'].default == r.balance == 'weighted'
+    assert sig(make_learner)['label_smoothing'].default == r.label_smoothing == 0.1
+    assert sig(fit_recipe)['lr'].default == r.lr == 5e-3
+    assert all(sig(train_model)[k].default == v for k, v in vars(r).items())
 
 class CtrlC(Callback):
     "The user presses Ctrl-C during the second epoch after unfreezing."
