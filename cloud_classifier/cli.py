@@ -188,9 +188,13 @@ def _dedupe(args):
          arg('--classes', nargs='+', help='train on these classes only'),
          arg('--test', type=Path, help='a separate labelled folder to measure the model on'),
          arg('--resume', action='store_true', help='continue an interrupted run in --out with its recorded settings'),
+         arg('--onnx', action='store_true', help='also write model.onnx beside export.pkl (needs the onnx extra)'),
          epilog='Ctrl-C keeps the last finished epoch in OUT/checkpoints; run the same command with --resume to go on.')
 def _train(args):
     recipe = recipe_of(args)
+    if args.onnx:
+        from cloud_classifier.onnx import check_export_extra
+        check_export_extra()
     import matplotlib; matplotlib.use('Agg')
     from cloud_classifier.train import train_model
     from cloud_classifier.evaluate import summary
@@ -200,7 +204,7 @@ def _train(args):
     if groups: print(f"{len(groups)} near-duplicate photos in {len(set(groups.values()))} groups: each group stays on one side of the split")
     learn, res = train_model(args.data, args.out, groups=groups, lrs=args.lr_slice, classes=args.classes, test=args.test,
                              resume=args.resume, **asdict(recipe))
-    fname = package_model(learn, args.out, metrics=res['metrics'], data=res['data'], args=res['args'])
+    fname = package_model(learn, args.out, metrics=res['metrics'], data=res['data'], args=res['args'], onnx=args.onnx)
     print(summary(res, args.out))
     print(f"model: {fname} (card: {fname.parent/'model_card.json'})")
 
@@ -338,8 +342,6 @@ def _predict(args):
          arg('model', type=Path, help='export.pkl, or the folder holding it'),
          arg('--out', type=Path, help='the ONNX file to write; model.onnx beside export.pkl by default'))
 def _export_onnx(args):
-    try: import onnxruntime, onnxscript
-    except ImportError: raise UserError("exporting to ONNX needs the onnx extra: pip install 'cloud_classifier[onnx]'")
     from cloud_classifier.onnx import export_onnx
     from cloud_classifier.card import read_card
     out = export_onnx(args.model, args.out)
@@ -371,7 +373,7 @@ def _options_of(name:str, *skip:str)->tuple:
          arg('dest', type=Path, help='folder for everything the run writes: data/ (scraped photos), models/, run.json'),
          arg('--data', type=Path, help='a local folder-per-class image set to use instead of scraping (offline route)'),
          arg('--per-class', type=int, default=150, help='photos to scrape per class'),
-         *_options_of('train', 'data', '--out', '--resume'),
+         *_options_of('train', 'data', '--out', '--resume', '--onnx'),
          epilog='Offline: cloud-classifier run DEST --data DIR --weights FILE (a local pretrained weights file). '
                 'Re-running skips finished stages and resumes an interrupted one.')
 def _run_pipeline(args):

@@ -8,14 +8,14 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/onnx.html.md"""
 from __future__ import annotations
 from pathlib import Path
 import numpy as np
-from .core import check
+from .core import UserError, check
 from .images import file_sha256
 from .files import atomic_path
 from .card import read_card, merge_card, model_dir
 from .runtime import Predictor, normalize
 
 # %% auto #0
-__all__ = ['export_onnx', 'OnnxCloudClassifier']
+__all__ = ['check_export_extra', 'export_onnx', 'OnnxCloudClassifier']
 
 # %% ../nbs/30_onnx.ipynb #595ed832
 def _onnx_export(module, x, out:Path, names:list):
@@ -26,12 +26,18 @@ def _onnx_export(module, x, out:Path, names:list):
         torch.onnx.export(module, (x,), str(out), input_names=['image'], output_names=names, opset_version=18,
                           dynamic_shapes=({0: torch.export.Dim('batch', min=1)},), dynamo=True, external_data=False)
 
+def check_export_extra():
+    "Refuse, in one line, to export ONNX without the onnx extra (call it before long work that ends in an export)."
+    try: import onnxruntime, onnxscript
+    except ImportError: raise UserError("writing model.onnx needs the onnx extra: pip install 'cloud_classifier[onnx]'") from None
+
 def export_onnx(model:Path, # export.pkl, or the folder holding it
                 out:Path|None=None, # the ONNX file; `model.onnx` beside export.pkl when None
                 atol:float=1e-5, # largest difference in probability allowed against PyTorch
                )->Path:
     "Write the learner as ONNX and its preprocessing into the model card; return the ONNX file."
     # PyTorch and the learner are needed here only, so importing this module (to predict) needs neither
+    check_export_extra()
     import onnxruntime as ort, torch
     from cloud_classifier.predict import CloudClassifier
     clf = CloudClassifier.load(model, engine='torch')

@@ -14,17 +14,12 @@ from .dedupe import split_groups
 from .export import export_model, load_model
 from .card import read_card
 from .predict import add_cloud_check
-from .onnx import export_onnx
+from .onnx import export_onnx, check_export_extra
 
 # %% auto #0
 __all__ = ['package_model', 'card_dataloaders', 'load_with_data', 'add_model_cloud_check']
 
 # %% ../nbs/32_package.ipynb #bea09c6a
-def _need_onnx():
-    "Refuse, before any work, to write model.onnx without the onnx extra."
-    try: import onnxruntime, onnxscript
-    except ImportError: raise UserError("model.onnx needs the onnx extra: pip install 'cloud_classifier[onnx]', or package without onnx") from None
-
 def package_model(learn, # a trained learner, still holding the DataLoaders it was trained on
                   out_dir:Path=defaults.models, # folder for export.pkl, model_card.json (and model.onnx)
                   metrics:dict|None=None, # {"valid": ..., "test": ...} from `evaluate`/`train_model`
@@ -34,7 +29,7 @@ def package_model(learn, # a trained learner, still holding the DataLoaders it w
                   cloud_check:dict|None=None, # options for `cloud_check_for` (method, keep, layer)
                  )->Path:
     "Write a complete model folder: export.pkl and its card, the cloud check fitted on the training photos, model.onnx when asked."
-    if onnx: _need_onnx()
+    if onnx: check_export_extra()
     dls = learn.dls
     check(len(dls.train_ds) and len(dls.valid_ds),
           "the learner holds no training or validation photos (a loaded export keeps none): package the learner you trained, "

@@ -78,9 +78,17 @@ def trained(tmp_path_factory):
     from cloud_classifier.data import synthetic_image_set
     root = tmp_path_factory.mktemp('trained')
     data = synthetic_image_set(root/'data', {'Cu': 14, 'cirrus': 14, 'rocks': 14}, size=40, seed=3)
-    r = run_cli('train', data, '--out', root/'models', *FAST)
+    r = run_cli('train', data, '--out', root/'models', *FAST, '--onnx')
     assert r.returncode == 0, r.stderr[-3000:]
     return root/'models', data
+
+def test_train_packages_a_complete_model_folder(trained):
+    "One packaging step: export.pkl, its card with the cloud check, and (asked with --onnx) model.onnx made from that very export."
+    models, _ = trained
+    card = json.loads((models/'model_card.json').read_text())
+    assert {'export.pkl', 'model_card.json', 'model.onnx'} <= {p.name for p in models.iterdir()}
+    assert card['cloud_check']['n_train'] > 0
+    assert card['onnx']['source_sha256'] == card['export_sha256']
 
 def test_train_then_predict_says_a_chart_is_not_a_cloud_photo(trained, tmp_path):
     from tiny_model import chart_png
