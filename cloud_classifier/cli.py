@@ -11,6 +11,7 @@ from pathlib import Path
 from dataclasses import fields, asdict
 from fastcore.docments import docments
 from .core import defaults, UserError, Recipe, BALANCES, AUGMENTATIONS
+from .runtime import ENGINES  # torch-free, so --help stays quick
 
 # %% auto #0
 __all__ = ['DATA_HELP', 'arg', 'command', 'data_arg', 'recipe_args', 'recipe_of', 'main']
@@ -316,14 +317,14 @@ def _show(p, k:int)->str:
          arg('--top-k', type=int, default=3, help='show this many most likely classes'),
          arg('--bs', type=int, default=64, help='images per batch'),
          arg('--no-hash-check', action='store_true', help="load export.pkl even when its sha256 differs from its model card's (only files you trust)"),
-         arg('--engine', choices=['auto', 'torch', 'onnx'], default='auto',
+         arg('--engine', choices=ENGINES, default='auto',
              help='run the network on ONNX Runtime (onnx) or PyTorch (torch); auto: ONNX Runtime when a model.onnx '
                   'exported from this export.pkl is beside it and onnxruntime is installed'),
          epilog='Exit status 1 when some inputs could not be read (each gets an error entry), 2 for a usage mistake.')
 def _predict(args):
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing: raise UserError(f"no such file or folder: {', '.join(missing)}")
-    from cloud_classifier.predict import load_classifier
+    from cloud_classifier.runtime import load_classifier
     clf = load_classifier(args.model, args.engine, check_hash=not args.no_hash_check)
     failed, first = 0, True
     if args.json: print('[')
@@ -361,7 +362,7 @@ def _app(args):
     try: import gradio
     except ImportError: raise UserError("the app needs the app extra: pip install 'cloud_classifier[app]'")
     from cloud_classifier.app import launch
-    from cloud_classifier.predict import load_classifier
+    from cloud_classifier.runtime import load_classifier
     launch(load_classifier(args.model, check_hash=not args.no_hash_check), host=args.host, port=args.port, top_k=args.top_k, max_mb=args.max_mb)
 
 # %% ../nbs/52_cli.ipynb #3e9790b3

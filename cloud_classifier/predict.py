@@ -17,13 +17,12 @@ from fastai.vision.augment import Resize, RandomResizedCrop, CropPad, AffineCoor
 from .core import defaults, UserError, check
 from .export import load_model
 from .card import read_card, merge_card, model_dir
-from .runtime import Predictor, stream_batches
+from .runtime import ENGINES, Predictor, stream_batches
 from .cloudcheck import fit_cloud_check
 from .onnx import OnnxCloudClassifier
 
 # %% auto #0
-__all__ = ['ENGINES', 'preprocessing_spec', 'default_feature_layer', 'CloudClassifier', 'load_classifier', 'cloud_check_for',
-           'add_cloud_check']
+__all__ = ['preprocessing_spec', 'default_feature_layer', 'CloudClassifier', 'cloud_check_for', 'add_cloud_check']
 
 # %% ../nbs/31_predict.ipynb #21a21b49
 def _load_learner(path:Path, # export.pkl, or the folder holding it
@@ -103,8 +102,6 @@ class _Net(nn.Module):
             if i == self.layer: feats = x.mean((2, 3))
         return self.head(x), feats
 
-ENGINES = ('auto', 'torch', 'onnx')
-
 def _onnx_twin(clf, check_hash:bool)->tuple:
     "(`OnnxCloudClassifier` of the model.onnx exported from `clf`'s very export.pkl, or None; why not)."
     card, layer = clf.card, None if clf.net is None else clf.net.layer
@@ -167,19 +164,6 @@ class CloudClassifier(Predictor):
             if self.net is None: return self.model(x).float().numpy(), None
             logits, feats = self.net(x)
             return logits.float().numpy(), feats.float().numpy()
-
-# %% ../nbs/31_predict.ipynb #87751d4c
-def load_classifier(path:Path, # model.onnx, or export.pkl (or the folder holding it)
-                    engine:str='auto', # for export.pkl: "auto", "torch" or "onnx" (see `CloudClassifier.load`)
-                    check_hash:bool=True, # refuse an export.pkl whose sha256 differs from its model card's
-                   )->Predictor:
-    "The classifier for `path`: `OnnxCloudClassifier` for a .onnx file, else `CloudClassifier` on `engine`."
-    check(engine in ENGINES, f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
-    if Path(path).suffix != '.onnx': return CloudClassifier.load(path, check_hash, engine)
-    check(engine != 'torch', f"{path} runs on ONNX Runtime only: give the export.pkl beside it to run on PyTorch")
-    try: import onnxruntime
-    except ImportError: raise UserError("an ONNX model needs onnxruntime: pip install 'cloud_classifier[onnx]'") from None
-    return OnnxCloudClassifier.load(path)
 
 # %% ../nbs/31_predict.ipynb #5a77ed96
 def _outputs(clf:CloudClassifier, items:list, bs:int=64):

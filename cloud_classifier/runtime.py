@@ -20,8 +20,8 @@ from .images import BadImage, open_image, is_image_file
 from .cloudcheck import softmax, cloud_scores
 
 # %% auto #0
-__all__ = ['NOT_CLOUD', 'iter_inputs', 'to_image', 'prepare', 'normalize', 'Prediction', 'make_prediction', 'failed_prediction',
-           'stream_batches', 'run_batches', 'Predictor']
+__all__ = ['NOT_CLOUD', 'ENGINES', 'iter_inputs', 'to_image', 'prepare', 'normalize', 'Prediction', 'make_prediction',
+           'failed_prediction', 'stream_batches', 'run_batches', 'Predictor', 'load_classifier']
 
 # %% ../nbs/08_runtime.ipynb #d6a9de78
 def iter_inputs(items # a path, folder, image, bytes or array, or a list of them
@@ -220,3 +220,21 @@ class Predictor:
                )->Prediction:
         "The `Prediction` for one image."
         return next(iter(self.predict_many([x], bs=1, workers=1)))
+
+# %% ../nbs/08_runtime.ipynb #87751d4c
+ENGINES = ('auto', 'torch', 'onnx')
+
+def load_classifier(path:Path, # model.onnx, or export.pkl (or the folder holding it)
+                    engine:str='auto', # for export.pkl: "auto" (ONNX Runtime when its model matches), "torch" or "onnx"
+                    check_hash:bool=True, # refuse an export.pkl whose sha256 differs from its model card's
+                   )->Predictor:
+    "The classifier for `path`: `OnnxCloudClassifier` for a .onnx file, else `CloudClassifier` on `engine`."
+    check(engine in ENGINES, f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if Path(path).suffix != '.onnx':
+        from cloud_classifier.predict import CloudClassifier  # PyTorch, only when the model needs it
+        return CloudClassifier.load(path, check_hash, engine)
+    check(engine != 'torch', f"{path} runs on ONNX Runtime only: give the export.pkl beside it to run on PyTorch")
+    try: import onnxruntime
+    except ImportError: raise UserError("an ONNX model needs onnxruntime: pip install 'cloud_classifier[onnx]'") from None
+    from cloud_classifier.onnx import OnnxCloudClassifier
+    return OnnxCloudClassifier.load(path)

@@ -37,7 +37,7 @@ def served(tmp_path_factory):
     files = dict(photo=sorted((data/'Cu').iterdir())[0], chart=chart_png(root/'chart.png'), notes=root/'notes.jpg', big=root/'big.png')
     files['notes'].write_text('meeting notes, not a photo')
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8)).save(files['big'])
-    from cloud_classifier.predict import load_classifier
+    from cloud_classifier.runtime import load_classifier
     expected = load_classifier(models).predict(files['photo'])
     yield url, port, files, expected
     proc.terminate()

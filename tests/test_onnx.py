@@ -7,7 +7,8 @@ from PIL import Image
 from cloud_classifier.core import UserError
 from cloud_classifier.card import read_card
 from cloud_classifier.onnx import OnnxCloudClassifier
-from cloud_classifier.predict import CloudClassifier, load_classifier
+from cloud_classifier.predict import CloudClassifier
+from cloud_classifier.runtime import load_classifier
 from conftest import run_cli, ROOT
 from tiny_model import tiny_model, chart_png
 
