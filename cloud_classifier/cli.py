@@ -237,7 +237,7 @@ def _evaluate(args):
 # %% ../nbs/52_cli.ipynb #d221ff73
 @command('cloud-check', 'Fit the "not a cloud photo" check of a model exported without one, on the photos it was trained on.',
          arg('model', type=Path, help='export.pkl, or the folder holding it and its model card'),
-         arg('data', type=Path, help='folder holding one sub-folder per class: the photos the model was trained on'),
+         data_arg(DATA_HELP + ': the photos the model was trained on'),
          arg('--bs', type=int, default=64, help='images per batch'),
          arg('--no-hash-check', action='store_true', help="load export.pkl even when its sha256 differs from its model card's (only files you trust)"),
          epilog='The check is written into the model card; export.pkl is not changed.')
