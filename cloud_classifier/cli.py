@@ -14,14 +14,32 @@ from .core import defaults, UserError, Recipe, BALANCES, AUGMENTATIONS
 from .runtime import ENGINES  # torch-free, so --help stays quick
 
 # %% auto #0
-__all__ = ['DATA_HELP', 'arg', 'command', 'data_arg', 'recipe_args', 'recipe_of', 'main']
+__all__ = ['DATA_HELP', 'arg', 'check_ranges', 'command', 'data_arg', 'recipe_args', 'recipe_of', 'main']
 
 # %% ../nbs/52_cli.ipynb #7f0b1d92
 _COMMANDS = {}
 
-def arg(*names, **kwargs):
-    "An argument for `command`: the same parameters as `ArgumentParser.add_argument`."
+def arg(*names, at_least=None, above=None, at_most=None, **kwargs):
+    "An argument for `command`: `ArgumentParser.add_argument`'s parameters, and the range a number must lie in."
+    if (at_least, above, at_most) != (None, None, None): kwargs['range'] = (at_least, above, at_most)
     return names, kwargs
+
+def _out_of_range(v, at_least, above, at_most)->str|None:
+    "What is wrong with number `v`, or None when it lies in the range."
+    if at_least is not None and v < at_least: return f'at least {at_least}'
+    if above is not None and v <= above: return f'more than {above}'
+    if at_most is not None and v > at_most: return f'at most {at_most}'
+
+def check_ranges(args:argparse.Namespace, # what the parser read
+                 cmd_args:tuple, # the command's `arg`s
+                ):
+    "Refuse, in one line, a number outside its option's range, before the command does any work."
+    for names, kw in cmd_args:
+        if 'range' not in kw: continue
+        v = getattr(args, names[0].lstrip('-').replace('-', '_'), None)
+        for x in (v if isinstance(v, (list, tuple)) else [v]):
+            if x is not None and (why := _out_of_range(x, *kw['range'])):
+                raise UserError(f"{names[0]} must be {why}, not {x}: see --help")
 
 def command(name:str, # the command, e.g. "genera" or "data stats"
             help:str, # one line on what it does
@@ -81,8 +99,8 @@ def _parser()->argparse.ArgumentParser:
             parent = groups[grp]
         sp = parent.add_parser(name, help=c['help'], description=c['help'], epilog=c['epilog'],
                                formatter_class=_Help)
-        for names, kw in c['args']: sp.add_argument(*names, **kw)
-        sp.set_defaults(func=c['func'])
+        for names, kw in c['args']: sp.add_argument(*names, **{k: v for k, v in kw.items() if k != 'range'})
+        sp.set_defaults(func=c['func'], cmd_args=c['args'])
     return p
 
 # %% ../nbs/52_cli.ipynb #e51f9669
@@ -96,7 +114,9 @@ def main(argv:list|None=None # arguments; `sys.argv[1:]` when None
     if not getattr(args, 'func', None):
         p.print_help()
         return 0
-    try: return args.func(args) or 0
+    try:
+        check_ranges(args, args.cmd_args)
+        return args.func(args) or 0
     except UserError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
@@ -115,7 +135,7 @@ def _genera(args):
 @command('data stats', 'Print the number of images in each class of a folder-per-class image set.',
          data_arg(),
          arg('--classes', nargs='+', help='count only these classes'),
-         arg('--min', type=int, default=defaults.min_per_class, help='flag classes with fewer images'),
+         arg('--min', type=int, at_least=0, default=defaults.min_per_class, help='flag classes with fewer images'),
          arg('--json', action='store_true', help='print JSON instead of a table'))
 def _data_stats(args):
     from cloud_classifier.data import image_stats, stats_table
@@ -133,11 +153,11 @@ def _queries(qs:list|None)->list|None:
 @command('scrape', 'Search DuckDuckGo images for each class and download verified photos into DEST/<class>/.',
          arg('dest', type=Path, help='data folder: DEST/<class>/ for images, DEST/manifest.csv for their provenance'),
          arg('--classes', nargs='+', help='classes to scrape (default: the ten cloud genera)'),
-         arg('--per-class', type=int, default=100, help='images wanted in each class folder (existing ones count)'),
+         arg('--per-class', type=int, at_least=1, default=100, help='images wanted in each class folder (existing ones count)'),
          arg('--queries', nargs='+', help='query templates, "{}" stands for the class, ";" separates several '
              '(default: "{} clouds;{} cloud sky photo;{} cloud formation")'),
-         arg('--workers', type=int, default=8, help='download threads'),
-         arg('--timeout', type=float, default=10, help='seconds to wait for a server'),
+         arg('--workers', type=int, at_least=1, default=8, help='download threads'),
+         arg('--timeout', type=float, above=0, default=10, help='seconds to wait for a server'),
          epilog='Re-running resumes: URLs in the manifest are skipped. Offline, put photos in DEST/<class>/ yourself.')
 def _scrape(args):
     from cloud_classifier.scrape import scrape, DEFAULT_QUERIES
@@ -148,8 +168,8 @@ def _scrape(args):
          arg('url_file', type=Path, help='text file with one image URL per line'),
          arg('dest', type=Path, help='data folder'),
          arg('--label', required=True, help='class of these images'),
-         arg('--workers', type=int, default=8, help='download threads'),
-         arg('--timeout', type=float, default=10, help='seconds to wait for a server'))
+         arg('--workers', type=int, at_least=1, default=8, help='download threads'),
+         arg('--timeout', type=float, above=0, default=10, help='seconds to wait for a server'))
 def _download(args):
     from cloud_classifier.core import check
     from cloud_classifier.scrape import download_urls, summary_table
@@ -166,7 +186,7 @@ def _download(args):
          data_arg(),
          arg('--remove', action='store_true', help='move redundant copies within each class to DATA/.trash/ (journaled)'),
          arg('--undo', action='store_true', help='put back the files the last dedupe --remove moved'),
-         arg('--threshold', type=int, help='most differing bits of two perceptual hashes (default: 8, measured on CCSN)'),
+         arg('--threshold', type=int, at_least=0, at_most=64, help='most differing bits of two perceptual hashes (default: 8, measured on CCSN)'),
          epilog='Groups that span classes are label conflicts: reported, never moved. Nothing is deleted.')
 def _dedupe(args):
     from cloud_classifier.dedupe import THRESHOLD, find_duplicates, duplicates_report, remove_duplicates, undo_dedupe
@@ -185,7 +205,7 @@ def _dedupe(args):
          data_arg(),
          arg('--out', type=Path, default=defaults.models, help='folder for export.pkl, the model card, reports and checkpoints'),
          *recipe_args(),
-         arg('--lr-slice', type=float, nargs=2, metavar=('LO', 'HI'), help='learning rates of the first and last layer group after unfreezing'),
+         arg('--lr-slice', type=float, above=0, nargs=2, metavar=('LO', 'HI'), help='learning rates of the first and last layer group after unfreezing'),
          arg('--classes', nargs='+', help='train on these classes only'),
          arg('--test', type=Path, help='a separate labelled folder to measure the model on'),
          arg('--resume', action='store_true', help='continue an interrupted run in --out with its recorded settings'),
@@ -215,7 +235,7 @@ def _train(args):
          data_arg(DATA_HELP + ' (Cu/ or cumulus/ both work)'),
          arg('--json', type=Path, metavar='FILE', help='also write the numbers to FILE'),
          arg('--tta', action='store_true', help='test-time augmentation'),
-         arg('--bs', type=int, default=defaults.bs, help='batch size'),
+         arg('--bs', type=int, at_least=1, default=defaults.bs, help='batch size'),
          arg('--no-hash-check', action='store_true', help="load even if the file does not match its model card's sha256"))
 def _evaluate(args):
     from cloud_classifier.export import load_model
@@ -238,7 +258,7 @@ def _evaluate(args):
 @command('cloud-check', 'Fit the "not a cloud photo" check of a model exported without one, on the photos it was trained on.',
          arg('model', type=Path, help='export.pkl, or the folder holding it and its model card'),
          data_arg(DATA_HELP + ': the photos the model was trained on'),
-         arg('--bs', type=int, default=64, help='images per batch'),
+         arg('--bs', type=int, at_least=1, default=64, help='images per batch'),
          arg('--no-hash-check', action='store_true', help="load export.pkl even when its sha256 differs from its model card's (only files you trust)"),
          epilog='The check is written into the model card; export.pkl is not changed.')
 def _cloud_check(args):
@@ -314,8 +334,8 @@ def _show(p, k:int)->str:
          arg('model', type=Path, help='export.pkl (or its folder), or model.onnx to predict without PyTorch'),
          arg('paths', type=Path, nargs='+', help='photos, or folders of photos (searched recursively)'),
          arg('--json', action='store_true', help='print a JSON list of results instead of text'),
-         arg('--top-k', type=int, default=3, help='show this many most likely classes'),
-         arg('--bs', type=int, default=64, help='images per batch'),
+         arg('--top-k', type=int, at_least=0, default=3, help='show this many most likely classes'),
+         arg('--bs', type=int, at_least=1, default=64, help='images per batch'),
          arg('--no-hash-check', action='store_true', help="load export.pkl even when its sha256 differs from its model card's (only files you trust)"),
          arg('--engine', choices=ENGINES, default='auto',
              help='run the network on ONNX Runtime (onnx) or PyTorch (torch); auto: ONNX Runtime when a model.onnx '
@@ -353,10 +373,10 @@ def _export_onnx(args):
 # %% ../nbs/52_cli.ipynb #dc902e61
 @command('app', 'Serve a web app where people upload or snap a sky photo and see its cloud genus.',
          arg('model', type=Path, help='export.pkl (or its folder), or model.onnx to serve without PyTorch'),
-         arg('--port', type=int, default=7860, help='port to listen on'),
+         arg('--port', type=int, at_least=1, at_most=65535, default=7860, help='port to listen on'),
          arg('--host', default='127.0.0.1', help='address to bind; 0.0.0.0 makes the app reachable from other machines'),
-         arg('--top-k', type=int, default=3, help='number of genera shown with their confidence'),
-         arg('--max-mb', type=float, default=10, help='largest upload accepted, in MB'),
+         arg('--top-k', type=int, at_least=1, default=3, help='number of genera shown with their confidence'),
+         arg('--max-mb', type=float, above=0, default=10, help='largest upload accepted, in MB'),
          arg('--no-hash-check', action='store_true', help="load export.pkl even when its sha256 differs from its model card's (only files you trust)"))
 def _app(args):
     try: import gradio
@@ -373,7 +393,7 @@ def _options_of(name:str, *skip:str)->tuple:
 @command('run', 'The main job: scrape, verify, de-duplicate, train, evaluate and export, each stage resumable.',
          arg('dest', type=Path, help='folder for everything the run writes: data/ (scraped photos), models/, run.json'),
          arg('--data', type=Path, help='a local folder-per-class image set to use instead of scraping (offline route)'),
-         arg('--per-class', type=int, default=150, help='photos to scrape per class'),
+         arg('--per-class', type=int, at_least=1, default=150, help='photos to scrape per class'),
          *_options_of('train', 'data', '--out', '--resume', '--onnx'),
          epilog='Offline: cloud-classifier run DEST --data DIR --weights FILE (a local pretrained weights file). '
                 'Re-running skips finished stages and resumes an interrupted one.')

@@ -145,3 +145,36 @@ def test_train_help_shows_the_recipe_defaults():
             block = ' '.join(blocks['--' + f.name.replace('_', '-')].split())
             assert block.endswith(f'(default: {getattr(Recipe(), f.name)})'), block
             assert docs[f.name] in block, block
+
+# ---------------------------------------------------------------- numbers are checked where they are parsed
+
+BAD_NUMBERS = [  # (arguments after the data/model paths, the option named in the message)
+    (['predict', 'M', 'P', '--bs', '0'], '--bs must be at least 1, not 0'),
+    (['predict', 'M', 'P', '--top-k', '-1'], '--top-k must be at least 0, not -1'),
+    (['evaluate', 'M', 'D', '--bs', '-3'], '--bs must be at least 1, not -3'),
+    (['cloud-check', 'M', 'D', '--bs', '0'], '--bs must be at least 1, not 0'),
+    (['dedupe', 'D', '--threshold', '-5'], '--threshold must be at least 0, not -5'),
+    (['dedupe', 'D', '--threshold', '65', '--remove'], '--threshold must be at most 64, not 65'),
+    (['app', 'M', '--port', '99999'], '--port must be at most 65535, not 99999'),
+    (['app', 'M', '--max-mb', '0'], '--max-mb must be more than 0, not 0.0'),
+    (['scrape', 'D', '--per-class', '0'], '--per-class must be at least 1, not 0'),
+    (['scrape', 'D', '--timeout', '0'], '--timeout must be more than 0, not 0.0'),
+    (['download', 'U', 'D', '--label', 'Cu', '--workers', '0'], '--workers must be at least 1, not 0'),
+    (['data', 'stats', 'D', '--min', '-1'], '--min must be at least 0, not -1'),
+    (['train', 'D', '--lr-slice', '1e-4', '-1'], '--lr-slice must be more than 0, not -1.0'),
+    (['run', 'R', '--data', 'D', '--per-class', '-2'], '--per-class must be at least 1, not -2'),
+]
+
+@pytest.mark.parametrize('argv,msg', BAD_NUMBERS, ids=[' '.join(a) for a, _ in BAD_NUMBERS])
+def test_a_number_out_of_range_is_one_line_before_any_work(argv, msg, image_set, tmp_path, capsys):
+    "Exit 2 with one line naming the option and its range; the data folder is unchanged and nothing is written."
+    from cloud_classifier.cli import main
+    (tmp_path/'urls.txt').write_text('http://127.0.0.1:9/a.jpg\n')
+    paths = dict(M=tmp_path/'models', P=image_set/'Cu', D=image_set, U=tmp_path/'urls.txt', R=tmp_path/'run')
+    before = {p: p.read_bytes() for p in image_set.rglob('*') if p.is_file()}
+    listing = sorted(tmp_path.rglob('*'))
+    assert main([str(paths.get(a, a)) for a in argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == '' and err.strip().splitlines() == [f'error: {msg}: see --help']
+    assert {p: p.read_bytes() for p in image_set.rglob('*') if p.is_file()} == before
+    assert sorted(tmp_path.rglob('*')) == listing
