@@ -20,19 +20,27 @@ from .images import BadImage, open_image, is_image_file
 from .cloudcheck import softmax, cloud_scores
 
 # %% auto #0
-__all__ = ['NOT_CLOUD', 'ENGINES', 'iter_inputs', 'to_image', 'prepare', 'normalize', 'Prediction', 'make_prediction',
-           'failed_prediction', 'stream_batches', 'run_batches', 'Predictor', 'load_classifier']
+__all__ = ['INPUT_TYPES', 'NOT_CLOUD', 'ENGINES', 'iter_inputs', 'to_image', 'prepare', 'normalize', 'Prediction',
+           'make_prediction', 'failed_prediction', 'stream_batches', 'run_batches', 'Predictor', 'load_classifier']
 
 # %% ../nbs/08_runtime.ipynb #d6a9de78
+INPUT_TYPES = (str, Path, bytes, bytearray, np.ndarray, Image.Image)
+_KINDS = 'a path, a folder, a PIL image, bytes or a numpy array'
+
 def iter_inputs(items # a path, folder, image, bytes or array, or a list of them
                ):
     "Yield each input, expanding folders (recursively, hidden folders skipped) into their image files."
-    if isinstance(items, (str, Path, bytes, bytearray, np.ndarray, Image.Image)): items = [items]
+    if isinstance(items, INPUT_TYPES): items = [items]
+    check(items is not None and hasattr(items, '__iter__'), f"cannot predict {items!r}: give {_KINDS}, or a list of them")
     for x in items:
+        check(isinstance(x, INPUT_TYPES), f"cannot predict a {type(x).__name__} ({str(x)[:40]}): give {_KINDS}")
         if isinstance(x, (str, Path)) and Path(x).is_dir():
+            n = 0
             for root, dirs, files in os.walk(x):
                 dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-                yield from (Path(root)/f for f in sorted(files) if is_image_file(Path(f)))
+                for f in sorted(files):
+                    if is_image_file(Path(f)): n += 1; yield Path(root)/f
+            check(n, f"folder {x} holds no image files: give a folder of photos (.jpg, .png, ...)")
         else: yield Path(x) if isinstance(x, str) else x
 
 def to_image(x, # a path, PIL image, bytes or numpy array (HxW or HxWxC, uint8 or floats in 0-1)
@@ -219,6 +227,9 @@ class Predictor:
     def predict(self, x # a path, PIL image, bytes or numpy array
                )->Prediction:
         "The `Prediction` for one image."
+        check(isinstance(x, INPUT_TYPES), f"predict takes one image, not {str(x)[:40]}: give a path, a PIL image, bytes "
+                                          "or a numpy array (predict_many takes lists and folders)")
+        check(not (isinstance(x, (str, Path)) and Path(x).is_dir()), f"{x} is a folder: predict_many({x!r}) predicts every photo in it")
         return next(iter(self.predict_many([x], bs=1, workers=1)))
 
 # %% ../nbs/08_runtime.ipynb #87751d4c

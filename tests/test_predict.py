@@ -172,6 +172,25 @@ def test_cli_predict_user_errors(model, tmp_path):
     r = run_cli('predict', models, data, '--engine', 'onnx')  # no model.onnx exported for this model
     assert r.returncode == 2 and 'on ONNX Runtime' in r.stderr and r.stderr.count('\n') == 1, r.stderr
 
+    (tmp_path/'empty').mkdir()
+    r = run_cli('predict', models, tmp_path/'empty')  # nothing to predict is said, not printed as nothing
+    assert r.returncode == 2 and 'holds no image files' in r.stderr and r.stderr.count('\n') == 1, r.stderr
+
+
+@pytest.mark.parametrize('bad,msg', [(None, 'not None'), (3, 'not 3'), (['a.jpg'], 'predict_many takes lists'), ('FOLDER', 'is a folder: predict_many')])
+def test_predict_refuses_what_is_not_one_image(model, bad, msg):
+    "The library's own mistakes-a-user-makes: one `UserError` each, never a dependency's traceback."
+    models, data, _, _ = model
+    clf = CloudClassifier.load(models, engine='torch')
+    with pytest.raises(UserError, match=msg): clf.predict(data/'Cu' if bad == 'FOLDER' else bad)
+
+def test_predict_many_refuses_an_empty_folder_and_what_is_not_an_input(model, tmp_path):
+    models, data, _, _ = model
+    clf = CloudClassifier.load(models, engine='torch')
+    (tmp_path/'empty'/'.trash').mkdir(parents=True)
+    with pytest.raises(UserError, match='holds no image files'): list(clf.predict_many(tmp_path/'empty'))
+    with pytest.raises(UserError, match='cannot predict a int'): list(clf.predict_many([data/'Cu', 3]))
+    assert len(list(clf.predict_many(data/'Cu'))) == len(list((data/'Cu').iterdir()))  # a folder: every photo in it
 
 @pytest.mark.slow
 def test_real_photos_match_learn_predict(tmp_path):

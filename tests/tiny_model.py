@@ -3,7 +3,7 @@ from pathlib import Path
 from fastai.vision.all import vision_learner, resnet18
 from cloud_classifier.data import synthetic_image_set, cloud_dataloaders
 from cloud_classifier.export import export_model
-from cloud_classifier.predict import add_cloud_check
+from cloud_classifier.package import package_model
 
 CLASSES = {'Cu': 14, 'cirrus': 14, 'rocks': 14}  # two genera and a class of our own
 
@@ -16,8 +16,8 @@ def tiny_model(root: Path, cloud_check=True, **dls_kwargs):
     learn = vision_learner(dls, resnet18, pretrained=False)
     learn.fit(1, 1e-3)
     models = root/'models'
-    export_model(learn, models)
-    if cloud_check: add_cloud_check(models, learn, dls)
+    if cloud_check: package_model(learn, models)  # export.pkl, card and cloud check, as train writes them
+    else: export_model(learn, models)
     return models, data, learn, dls
 
 
