@@ -37,8 +37,10 @@ def target_class(action:str, # a class name, a genus alias, or "new:NAME"
                 )->str|None:
     "The class a relabel action names, or None when it names none."
     a = action.strip()
-    if a.lower().startswith('new:'): return class_name(a[4:]) or None
-    c = class_name(a)
+    try:
+        if a.lower().startswith('new:'): return class_name(a[4:])
+        c = class_name(a)
+    except UserError: return None  # no folder name (empty, '../x', '.trash'), so no class
     return c if c in folders or find_genus(a) else None
 
 # %% ../nbs/41_clean.ipynb #f465259f

@@ -8,6 +8,7 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/genera.html.md"""
 from __future__ import annotations
 import re, unicodedata
 from dataclasses import dataclass, asdict
+from .core import check
 
 # %% auto #0
 __all__ = ['HEIGHT_BANDS', 'GENERA', 'Genus', 'find_genus', 'get_genus', 'class_name', 'describe', 'genera_table']
@@ -84,7 +85,11 @@ def class_name(name:str # a genus name, abbreviation or misspelling, or any clas
                )->str:
     "The canonical class name: a genus' full name, or `name` itself (stripped) for other classes."
     g = find_genus(name)
-    return g.name if g else str(name).strip()
+    if g: return g.name
+    n = str(name).strip()
+    check(n and not n.startswith('.') and not any(c in n for c in '/\\\0'),
+          f"{name!r} is not a class name: a class is a folder in the data folder, so give a name without '/', '\\' or a leading '.'")
+    return n
 
 def describe(name:str # a genus name, abbreviation or misspelling, or any class name
              )->dict:

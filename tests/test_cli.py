@@ -178,3 +178,14 @@ def test_a_number_out_of_range_is_one_line_before_any_work(argv, msg, image_set,
     assert out == '' and err.strip().splitlines() == [f'error: {msg}: see --help']
     assert {p: p.read_bytes() for p in image_set.rglob('*') if p.is_file()} == before
     assert sorted(tmp_path.rglob('*')) == listing
+
+@pytest.mark.parametrize('label', ['../../x', 'a/b', '.trash'])
+def test_a_class_label_never_leads_out_of_the_data_folder(label, tmp_path, capsys):
+    "download --label ../../x once wrote photos outside DEST: now it is one line and nothing is written anywhere."
+    from cloud_classifier.cli import main
+    (tmp_path/'urls.txt').write_text('http://127.0.0.1:9/a.jpg\n')
+    listing = sorted(tmp_path.rglob('*'))
+    assert main(['download', str(tmp_path/'urls.txt'), str(tmp_path/'a'/'b'/'dest'), '--label', label]) == 2
+    out, err = capsys.readouterr()
+    assert out == '' and len(err.strip().splitlines()) == 1 and 'is not a class name' in err, err
+    assert sorted(tmp_path.rglob('*')) == listing
