@@ -6,7 +6,7 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/cli.html.md"""
 
 # %% ../nbs/52_cli.ipynb #d032e32d
 from __future__ import annotations
-import argparse, json, sys, warnings
+import argparse, json, shlex, sys, warnings
 from pathlib import Path
 from dataclasses import fields, asdict
 from fastcore.docments import docments
@@ -209,6 +209,8 @@ def _dedupe(args):
          arg('--classes', nargs='+', help='train on these classes only'),
          arg('--test', type=Path, help='a separate labelled folder to measure the model on'),
          arg('--resume', action='store_true', help='continue an interrupted run in --out with its recorded settings'),
+         arg('--restart', action='store_true', help='train from the first epoch even if --out holds an interrupted run'),
+         arg('--keep-checkpoints', action='store_true', help='keep OUT/checkpoints once the model is packaged'),
          arg('--onnx', action='store_true', help='also write model.onnx beside export.pkl (needs the onnx extra)'),
          epilog='Ctrl-C keeps the last finished epoch in OUT/checkpoints; run the same command with --resume to go on.')
 def _train(args):
@@ -217,15 +219,16 @@ def _train(args):
         from cloud_classifier.onnx import check_export_extra
         check_export_extra()
     import matplotlib; matplotlib.use('Agg')
-    from cloud_classifier.train import train_model
+    from cloud_classifier.train import train_model, remove_checkpoints
     from cloud_classifier.evaluate import summary
     from cloud_classifier.package import package_model
     from cloud_classifier.dedupe import split_groups
     groups = split_groups(args.data) if args.data.is_dir() else None  # the same on --resume, so the split is too
     if groups: print(f"{len(groups)} near-duplicate photos in {len(set(groups.values()))} groups: each group stays on one side of the split")
     learn, res = train_model(args.data, args.out, groups=groups, lrs=args.lr_slice, classes=args.classes, test=args.test,
-                             resume=args.resume, **asdict(recipe))
+                             resume=args.resume, restart=args.restart, **asdict(recipe))
     fname = package_model(learn, args.out, metrics=res['metrics'], data=res['data'], args=res['args'], onnx=args.onnx)
+    if not args.keep_checkpoints: remove_checkpoints(args.out)
     print(summary(res, args.out))
     print(f"model: {fname} (card: {fname.parent/'model_card.json'})")
 
@@ -394,7 +397,7 @@ def _options_of(name:str, *skip:str)->tuple:
          arg('dest', type=Path, help='folder for everything the run writes: data/ (scraped photos), models/, run.json'),
          arg('--data', type=Path, help='a local folder-per-class image set to use instead of scraping (offline route)'),
          arg('--per-class', type=int, at_least=1, default=150, help='photos to scrape per class'),
-         *_options_of('train', 'data', '--out', '--resume', '--onnx'),
+         *_options_of('train', 'data', '--out', '--resume', '--restart', '--onnx'),
          epilog='Offline: cloud-classifier run DEST --data DIR --weights FILE (a local pretrained weights file). '
                 'Re-running skips finished stages and resumes an interrupted one.')
 def _run_pipeline(args):
@@ -404,7 +407,9 @@ def _run_pipeline(args):
     # only what differs from the recipe, so a run's record names the settings the user chose
     kw = {k: v for k, v in asdict(recipe).items() if v != getattr(Recipe, k)}
     kw |= {k: v for k, v in dict(lrs=args.lr_slice, test=args.test).items() if v is not None}
-    run_pipeline(args.dest, data=args.data, classes=args.classes, per_class=args.per_class, **kw)
+    rerun = shlex.join(['cloud-classifier', *sys.argv[1:]]) if sys.argv[1:2] == ['run'] else None
+    run_pipeline(args.dest, data=args.data, classes=args.classes, per_class=args.per_class, rerun=rerun,
+                 keep_checkpoints=args.keep_checkpoints, **kw)
 
 # %% ../nbs/52_cli.ipynb #9125d21a
 if __name__ == '__main__': sys.exit(main())

@@ -14,7 +14,7 @@ from .files import atomic_write
 from .data import list_classes, class_files, image_stats, stats_table
 from .scrape import scrape, SearchUnreachable
 from .dedupe import find_duplicates, remove_duplicates, duplicates_report
-from .train import train_model
+from .train import train_model, remove_checkpoints
 from .evaluate import summary
 from .card import read_card
 from .package import package_model
@@ -89,16 +89,24 @@ def train_stage(images:Path, # the folder of photos
                 state:dict, # the run's record
                 train_args:dict, # arguments for `train_model`
                 log=print, # where messages go
+                record=lambda: None, # saves the run's record (called once training has started)
+                rerun:str|None=None, # the command that resumes the run, said on Ctrl-C
+                keep_checkpoints:bool=False, # keep `out/checkpoints` after the model is packaged
                )->dict:
     "Train, evaluate and export unless an export of the same data and settings exists; the training record."
     key = dict(train_args, data_fingerprint=state['dedupe']['fingerprint'])
     done = state.get('train', {})
-    if done.get('key') == key and (out/'export.pkl').exists() and read_card(out/'export.pkl'):
+    if done.get('key') == key and done.get('export') and (out/'export.pkl').exists() and read_card(out/'export.pkl'):
         log(f'training: {out}/export.pkl is current (same photos, same settings); skipped')
         return done
-    resume = done.get('key') == key and (out/'checkpoints'/'progress.json').exists() and not (out/'export.pkl').exists()
-    learn, res = train_model(images, out, groups=groups, resume=resume, **train_args)
+    progress = (out/'checkpoints'/'progress.json').exists()
+    resume = done.get('key') == key and progress
+    if progress and not resume: log(f'training: the interrupted training in {out} had other photos or settings; training from the first epoch')
+    state['train'] = dict(key=key); record()  # started: a re-run with the same key resumes
+    hint = f"resume with the same command: {rerun}" if rerun else None
+    learn, res = train_model(images, out, groups=groups, resume=resume, restart=not resume, resume_hint=hint, **train_args)
     fname = package_model(learn, out, metrics=res['metrics'], data=res['data'], args=res['args'])
+    if not keep_checkpoints: remove_checkpoints(out)
     log(summary(res, out))
     state['train'] = dict(key=key, export=str(fname), valid=res['metrics']['valid'],
                           test=res['metrics'].get('test'), seconds=res['timing']['train_seconds'])
@@ -111,6 +119,8 @@ def run_pipeline(dest:Path, # folder for everything the run writes
                  per_class:int=150, # photos to scrape per class
                  search=None, # search backend for the scrape (DuckDuckGo when None)
                  log=print, # where messages and the summary go
+                 rerun:str|None=None, # the command that resumes this run, said on Ctrl-C
+                 keep_checkpoints:bool=False, # keep models/checkpoints after the model is packaged
                  **train_args, # passed to `train_model`: arch, weights, size, epochs_frozen, epochs, lr, bs, seed, balance, test
                 )->dict:
     "Scrape (or read) photos, de-duplicate, train, evaluate and export; the run's record."
@@ -123,7 +133,8 @@ def run_pipeline(dest:Path, # folder for everything the run writes
     log(stats_table(stats))
     state.update(data=str(images), counts=stats['counts'])
     groups = dedupe_stage(images, data is None, state, log); _save_run(dest, state)
-    train = train_stage(images, dest/'models', groups, state, dict(train_args, classes=classes), log)
+    train = train_stage(images, dest/'models', groups, state, dict(train_args, classes=classes), log,
+                        lambda: _save_run(dest, state), rerun, keep_checkpoints)
     state['seconds'] = time.time() - t0; _save_run(dest, state)
     log(run_summary(state, dest))
     return state

@@ -6,7 +6,7 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/train.html.md"""
 
 # %% ../nbs/21_train.ipynb #459990d2
 from __future__ import annotations
-import atexit, hashlib, json, math, os, sys, time
+import atexit, hashlib, json, math, os, shutil, sys, time
 from contextlib import nullcontext
 from dataclasses import fields
 from pathlib import Path
@@ -24,7 +24,7 @@ from .evaluate import classification_metrics, verify_images, labelled_items, eva
 # %% auto #0
 __all__ = ['AUTO_LR', 'find_lr', 'BestCheckpoint', 'ProgressCheckpoint', 'StopOnNaN', 'discriminative_lrs', 'fit_recipe',
            'distributed', 'History', 'files_hash', 'prepare_data', 'build_learner', 'choose_lrs', 'run_recipe',
-           'measure', 'check_class_sizes', 'check_splits', 'train_model']
+           'measure', 'check_class_sizes', 'check_splits', 'remove_checkpoints', 'train_model']
 
 # %% ../nbs/21_train.ipynb #111c9a80
 AUTO_LR = 'valley'
@@ -284,6 +284,25 @@ def _resume_state(out:Path)->dict:
     except (ValueError, KeyError, TypeError): raise UserError(f"{ckpt/'progress.json'} cannot be read: train again without --resume") from None
     return state
 
+def _refuse_interrupted_run(out:Path):
+    "Refuse to overwrite the checkpoints of an interrupted run in `out` unless told to start again."
+    prog = Path(out)/'checkpoints'/'progress.json'
+    if not prog.exists(): return
+    try: state = json.loads(prog.read_text())
+    except ValueError: state = {}
+    if state.get('finished'): return
+    raise UserError(f"{out} holds an interrupted run (epochs done: {state.get('done') or 'none'}): go on with --resume "
+                    f"(resume=True), or train again from the first epoch with --restart (restart=True)")
+
+def _start_again(out:Path):
+    "Remove an earlier run's checkpoints, so that a run interrupted before its first epoch cannot resume the old one."
+    for f in ('progress.json', 'last.pth', 'best.pth'): (Path(out)/'checkpoints'/f).unlink(missing_ok=True)
+
+def remove_checkpoints(out:Path # the run's folder
+                      ):
+    "Remove `out/checkpoints` once the run's model is packaged: a finished run needs no resuming."
+    shutil.rmtree(Path(out)/'checkpoints', ignore_errors=True)
+
 def train_model(data:Path, # folder with one sub-folder per class
                 out:Path=defaults.models, # folder for checkpoints, reports (and the export)
                 arch:str=Recipe.arch, # torchvision model name
@@ -303,6 +322,8 @@ def train_model(data:Path, # folder with one sub-folder per class
                 groups:dict|None=None, # file -> near-duplicate group, kept on one side of the split
                 valid_pct:float=Recipe.valid_pct, # share of images for validation
                 resume:bool=False, # continue an interrupted run in `out` with its recorded settings
+                restart:bool=False, # train from the first epoch even if `out` holds an interrupted run
+                resume_hint:str|None=None, # what to run to resume, said on Ctrl-C (`train --resume` when None)
                 lr_find_iters:int=100, # mock-training steps of `find_lr` with lr="auto"
                 reports:bool=True, # write JSON and PNG reports into `out`
                 cbs:list|None=None, # extra fastai callbacks for the recipe
@@ -315,20 +336,28 @@ def train_model(data:Path, # folder with one sub-folder per class
                 balance=balance, aug=aug, label_smoothing=label_smoothing, classes=classes, test=str(test) if test else None, valid_pct=valid_pct,
                 **{k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, type(None)))})
     state = {}
+    check(not (resume and restart), 'resume and restart exclude each other: choose one')
     if resume:
         state = _resume_state(out)
         args.update({**_UNRECORDED, **state['args']})
         print(f"resuming {out}: epochs done {state.get('done', {})}")
+    elif not restart: _refuse_interrupted_run(out)
     recipe = Recipe(**{f.name: args[f.name] for f in fields(Recipe)})  # every number checked before any work
     get_arch(recipe.arch)
     dls = prepare_data(data, recipe, args['classes'], groups, test, **kwargs)
+    if restart: _start_again(out)
     learn = build_learner(dls, recipe, out, resume)
     state['args'] = args
     lr_used, lr_slice = choose_lrs(learn, recipe.lr, args['lrs'], state, out if reports else None, lr_find_iters)
     print(f"training {recipe.arch} ({'pretrained: ' + str(recipe.weights) if learn.pretrained else 'from scratch'}) on "
           f"{len(dls.train_ds)} images, validating on {len(dls.valid_ds)}; lr {lr_used:.2e}, then slice({lr_slice.start:.2e}, {lr_slice.stop:.2e})")
     done_before = dict(state.get('done', {}))
-    hist, wall = run_recipe(learn, recipe, lr_used, lr_slice, state, cbs, _resume_hint(out, data))
+    hist, wall = run_recipe(learn, recipe, lr_used, lr_slice, state, cbs, resume_hint or _resume_hint(out, data))
+    if all(done_before.get(st, 0) >= n for st, n in (('frozen', recipe.epochs_frozen), ('unfrozen', recipe.epochs))) \
+            and (out/'checkpoints'/'best.pth').exists():
+        learn.load('best')  # every epoch was done before: the model is the best one, as the finished run left it
+    if (out/'checkpoints'/'progress.json').exists() and not rank_distrib():  # finished: nothing left to resume
+        atomic_write(out/'checkpoints'/'progress.json', json.dumps(state | dict(finished=True), indent=1))
     n_seen = len(dls.train_ds) * sum(max(n - done_before.get(st, 0), 0) for st, n in
                                      (('frozen', recipe.epochs_frozen), ('unfrozen', recipe.epochs)))
     metrics, probs, targs = measure(learn, test)

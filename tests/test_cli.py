@@ -93,6 +93,7 @@ def test_train_packages_a_complete_model_folder(trained):
     assert {'export.pkl', 'model_card.json', 'model.onnx'} <= {p.name for p in models.iterdir()}
     assert card['cloud_check']['n_train'] > 0
     assert card['onnx']['source_sha256'] == card['export_sha256']
+    assert not (models/'checkpoints').exists()  # a finished run needs none (train --keep-checkpoints keeps them)
 
 def test_train_then_predict_says_a_chart_is_not_a_cloud_photo(trained, tmp_path):
     from tiny_model import chart_png

@@ -184,11 +184,19 @@ def test_interrupted_run_resumes_from_its_checkpoint(image_set, tmp_path, capsys
     assert 'interrupted after' in err and '--resume' in err
     prog = out/'checkpoints'/'progress.json'
     assert json.loads(prog.read_text())['done'] == {'frozen': 1, 'unfrozen': 1} and (out/'checkpoints'/'last.pth').exists()
+    # training again without saying which is refused, and the interrupted run's checkpoints stay as they were
+    before = {p.name: p.read_bytes() for p in (out/'checkpoints').iterdir()}
+    with pytest.raises(UserError, match=r'holds an interrupted run .*--resume .*--restart'): train_model(image_set, out, **kw)
+    with pytest.raises(UserError, match='choose one'): train_model(image_set, out, resume=True, restart=True, **kw)
+    assert {p.name: p.read_bytes() for p in (out/'checkpoints').iterdir()} == before
     learn, res = train_model(image_set, out, resume=True, **kw)
     assert 'resuming' in capsys.readouterr().out
     assert json.loads(prog.read_text())['done'] == {'frozen': 1, 'unfrozen': 3}
     assert [e['epoch'] for e in res['history']] == [1, 2]  # only the two epochs left were run
     with pytest.raises(UserError, match='nothing to resume'): train_model(image_set, tmp_path/'other', resume=True, **kw)
+    assert json.loads(prog.read_text())['finished']  # a finished run is no interrupted one: training again needs no flag
+    learn, res = train_model(image_set, out, **{**kw, 'epochs': 1})
+    assert [e['epoch'] for e in res['history']] == [0, 0]
 
 def test_resume_keeps_the_recorded_settings(image_set, tmp_path, capsys):
     "A resumed run trains on with the settings it was started with, whatever the call now says or the defaults now are."
@@ -197,12 +205,12 @@ def test_resume_keeps_the_recorded_settings(image_set, tmp_path, capsys):
     learn, res = train_model(image_set, out, resume=True, aug='zoom', label_smoothing=0.0, **kw)
     assert res['args']['aug'] == 'flip' and res['args']['label_smoothing'] == 0.2 and learn.loss_func.func.eps == 0.2
     # a run recorded before augmentation and label smoothing were settings trained with random crops and plain cross-entropy
-    with pytest.raises(KeyboardInterrupt): train_model(image_set, out, cbs=[CtrlC()], **kw)
+    with pytest.raises(KeyboardInterrupt): train_model(image_set, out, restart=True, cbs=[CtrlC()], **kw)
     prog = out/'checkpoints'/'progress.json'
     state = json.loads(prog.read_text()); del state['args']['aug'], state['args']['label_smoothing']; prog.write_text(json.dumps(state))
     learn, res = train_model(image_set, out, resume=True, **kw)
     assert res['args']['aug'] == 'zoom' and res['args']['label_smoothing'] == 0.0 and not hasattr(learn.loss_func.func, 'eps')
-    with pytest.raises(KeyboardInterrupt): train_model(image_set, out, cbs=[CtrlC()], **kw)
+    with pytest.raises(KeyboardInterrupt): train_model(image_set, out, restart=True, cbs=[CtrlC()], **kw)
     prog.write_text('{"args": ')  # cut short
     with pytest.raises(UserError, match='progress.json cannot be read: train again without --resume'):
         train_model(image_set, out, resume=True, **kw)
