@@ -217,6 +217,18 @@ def ccsn(args):
     print(json.dumps(out), flush=True)
     return out
 
+def table(rows):
+    "Markdown: mean (min-max over seeds) of recall and precision in the first 5/10/20%, per setting and ranking."
+    out = ['| noise | ranking | seeds | recall 5% | recall 10% | recall 20% | precision 5% | precision 10% | precision 20% | seconds |',
+           '|---|---|---|---|---|---|---|---|---|---|']
+    keys = sorted({(r['setting'], r['ranking']) for r in rows}, key=lambda k: (k[0], ['ours', 'loss', 'random'].index(k[1])))
+    for setting, ranking in keys:
+        rs = [r for r in rows if (r['setting'], r['ranking']) == (setting, ranking)]
+        cell = lambda k: f"{np.mean([r[k] for r in rs]):.2f}" + (f" ({min(r[k] for r in rs):.2f}-{max(r[k] for r in rs):.2f})" if len(rs) > 1 else '')
+        out.append(f"| {setting} | {ranking} | {len(rs)} | " + ' | '.join(cell(k) for k in ('r5', 'r10', 'r20', 'p5', 'p10', 'p20'))
+                   + f" | {np.mean([r['seconds'] for r in rs]):.0f} |")
+    return '\n'.join(out)
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--data', type=Path, default=GCD, help='the clean folder-per-class set (never modified)')
@@ -237,7 +249,9 @@ def main():
     p.add_argument('--ccsn', action='store_true', help="rank CCSN and count its identical-photo conflicts in the first 5%%")
     p.add_argument('--ccsn-data', type=Path, default=CCSN)
     p.add_argument('--json', type=Path, help='also write the results here')
+    p.add_argument('--table', type=Path, nargs='+', help='print the markdown table of these --json result files, and stop')
     args = p.parse_args()
+    if args.table: return print(table([r for f in args.table for r in json.loads(f.read_text())['rows']]))
     if not args.data.is_dir(): raise SystemExit(f'{args.data} is not there: give --data or CLOUD_CLASSIFIER_GCD')
     meta = dict(command=' '.join(sys.argv), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
                 machine=f'{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start')
