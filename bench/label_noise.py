@@ -118,8 +118,9 @@ def probe_error(X, y_train, tr, te, y_test, C):
     "Test error of the linear probe fitted on `tr` with labels `y_train` (the cheap stand-in for training)."
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
     sc = StandardScaler().fit(X[tr])
-    clf = LogisticRegression(C=C, max_iter=1000).fit(sc.transform(X[tr]), y_train[tr])
+    with threadpool_limits(1): clf = LogisticRegression(C=C, max_iter=1000).fit(sc.transform(X[tr]), y_train[tr])
     return float((clf.predict(sc.transform(X[te])) != y_test[te]).mean())
 
 def recipe_error(recs, labels, classes, tr, te, y, args, tmp:Path):
