@@ -1,4 +1,4 @@
-"""Review the highest-loss photos, decide, and apply the decisions without ever losing a photo.
+"""Review the photos most likely mislabelled, decide, and apply the decisions without ever losing a photo.
 
 Docs: https://cloud-classifier.github.io/cloud_classifier/clean.html.md"""
 
@@ -19,10 +19,10 @@ from .manifest import MANIFEST, manifest_values, sync_manifest
 # %% auto #0
 __all__ = ['ACTIONS', 'REVIEW_COLUMNS', 'class_folders', 'target_class', 'Move', 'check_decisions', 'read_decisions',
            'apply_decisions', 'undo_round', 'finish_round', 'cleaning_status', 'status_table', 'review_table',
-           'label_conflicts', 'contact_sheet', 'review', 'CloudCleaner', 'apply_cleaner']
+           'ranked_table', 'label_conflicts', 'contact_sheet', 'review', 'CloudCleaner', 'apply_cleaner']
 
 # %% ../nbs/41_clean.ipynb #88d3b133
-ACTIONS = ('keep', 'delete')
+ACTIONS = ('keep', 'delete', 'accept')  # accept: take the row's suggested label
 
 def class_folders(data:Path # folder holding one sub-folder per class
                  )->dict[str, Path]:
@@ -80,12 +80,16 @@ def check_decisions(data:Path, # folder holding one sub-folder per class
             problems.append(_where(d) + f"{rel} appears twice (also {_where(seen[rel]).rstrip(': ') or 'earlier'}): keep one row per file")
             continue
         seen[rel] = d
+        if action.lower() == 'accept':
+            action = str(d.get('suggested') or '').strip()
+            if not action:
+                problems.append(_where(d) + f"accept for {rel}, but the row has no suggested label: write the class to move it to, or keep"); continue
         if action.lower() in ACTIONS:
             if action.lower() == 'delete': moves.append(Move(rel, 'delete', None))
             continue
         c = target_class(action, folders)
         if c is None:
-            problems.append(_where(d) + (f"no action for {rel}" if not action else f"unknown action or class {action!r} for {rel}") + ": use keep, delete, a class of the data set "
+            problems.append(_where(d) + (f"no action for {rel}" if not action else f"unknown action or class {action!r} for {rel}") + ": use keep, delete, accept (the suggested label), a class of the data set "
                             f"({', '.join(folders)}), a cloud genus, or new:NAME for a new class")
         elif c != class_name(Path(rel).parent.name): moves.append(Move(rel, 'relabel', c))
     if problems:
@@ -93,7 +97,7 @@ def check_decisions(data:Path, # folder holding one sub-folder per class
     return moves
 
 # %% ../nbs/41_clean.ipynb #60636757
-REVIEW_COLUMNS = ['file', 'label', 'predicted', 'probability', 'loss', 'action']
+REVIEW_COLUMNS = ['file', 'label', 'predicted', 'probability', 'loss', 'score', 'suggested', 'reason', 'action']
 
 def read_decisions(path:Path # a review CSV with at least the columns `file` and `action`
                   )->list[dict]:
@@ -213,12 +217,28 @@ def review_table(learn, # a fastai Learner (e.g. from `load_learner`)
     rows = []
     for f, p, t, l in zip(files, probs, targs, losses):
         i = int(p.argmax())
+        pl = float(p[int(t)])
         rows.append(dict(file=f.relative_to(data).as_posix(), label=vocab[int(t)], predicted=vocab[i],
-                         probability=round(float(p[i]), 4), loss=round(float(l), 4), action='keep'))
+                         probability=round(float(p[i]), 4), loss=round(float(l), 4), score=round(pl, 4), suggested=vocab[i],
+                         reason=f'high loss under the model (p(label)={pl:.2f}, suggests {vocab[i]})', action='keep'))
     rows.sort(key=lambda r: -r['loss'])
     keep = rows[:top] if top else rows
     extra = {Path(f).resolve().relative_to(data).as_posix() for f in (also or [])}
     return keep + [r for r in rows[len(keep):] if r['file'] in extra]
+
+def ranked_table(data:Path, # folder holding one sub-folder per class
+                 model:Path|None=None, # an exported model whose body gives the features; the pretrained body when None
+                 top:int|None=None, # keep the first `top` photos of the queue; all when None
+                 bs:int=64, # batch size
+                 check_hash:bool=True, # refuse a model whose sha256 differs from its model card's
+                 **kwargs, # passed to `rank.rank_folder` (arch, weights, size, folds, C, cache, body)
+                )->list[dict]:
+    "Review rows (`REVIEW_COLUMNS`) in the order of `rank.rank_folder`: most likely wrong label first."
+    import math
+    from cloud_classifier.rank import rank_folder
+    rows = [dict(r, predicted=r['suggested'], loss=round(-math.log(max(r['score'], 1e-6)), 4), action='keep')
+            for r in rank_folder(data, model=model, bs=bs, check_hash=check_hash, **kwargs)]
+    return rows[:top] if top else rows
 
 # %% ../nbs/41_clean.ipynb #5984d3c8
 def label_conflicts(data:Path # folder holding one sub-folder per class
@@ -238,39 +258,55 @@ def contact_sheet(rows:list[dict], # review rows
                   data:Path, # the data folder the rows' files are in
                   out:Path, # the HTML file to write
                   conflicts:set=frozenset(), # files (relative) to mark as label conflicts
+                  order:str='most likely wrong label first', # how the rows are ordered, for the title
                  )->Path:
-    "Write a static HTML contact sheet of the review rows: thumbnail, label, prediction, loss."
+    "Write a static HTML contact sheet of the review rows: thumbnail, label, score, suggested label, reason."
     e = html.escape
     cards = []
     for r in rows:
         src = _thumb(Path(data)/r['file'])
         note = '<br><b>label conflict</b>' if r['file'] in conflicts else ''
         cards.append(f"""<figure><img src="{src}" alt="{e(r['file'])}"><figcaption><code>{e(r['file'])}</code><br>
-label <b>{e(str(r['label']))}</b>, predicted <b>{e(str(r['predicted']))}</b> ({float(r['probability']):.2f})<br>loss {float(r['loss']):.3f}{note}</figcaption></figure>""")
+label <b>{e(str(r['label']))}</b> (score {float(r.get('score') or 0):.2f}), suggested <b>{e(str(r.get('suggested') or r['predicted']))}</b>
+({float(r['probability']):.2f})<br>{e(str(r.get('reason') or ''))}{note}</figcaption></figure>""")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>review of {e(str(data))}</title>
 <style>body{{font-family:sans-serif}} figure{{display:inline-block;width:180px;margin:6px;vertical-align:top;font-size:12px}}
 img{{max-width:160px;max-height:160px}} code{{word-break:break-all}}</style></head><body>
-<h1>{len(rows)} photos to review, highest loss first</h1>
-<p>Set <code>action</code> in the CSV to <code>keep</code>, <code>delete</code> or a class, then run
+<h1>{len(rows)} photos to review, {e(order)}</h1>
+<p>Set <code>action</code> in the CSV to <code>keep</code>, <code>delete</code>, <code>accept</code> (take the suggested label) or a class, then run
 <code>cloud-classifier clean {e(str(data))} --apply FILE.csv</code>.</p>
 {''.join(cards)}</body></html>"""
     return atomic_write(out, page)
 
-def review(model:Path, # an exported learner, `export.pkl`
+def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with the pretrained body (`arch`, `weights`)
            data:Path, # folder holding one sub-folder per class
            out:Path, # the review CSV to write; the contact sheet goes beside it, as .html
-           top:int|None=None, # list the `top` highest-loss photos; all when None
+           top:int|None=None, # list the first `top` photos of the queue; all when None
            bs:int=64, # batch size
            check_hash:bool=True, # refuse a model whose sha256 differs from its model card's
+           rank:str='oof', # 'oof': most likely wrong label first (`cloud_classifier.rank`); 'loss': the model's highest loss first
+           arch:str='resnet34', # without a model: torchvision model name, as `train` takes it
+           weights:str|Path='imagenet', # without a model: "imagenet" or a local state-dict file (offline)
+           size:int|None=None, # without a model: image side the body sees (the library's default when None)
           )->list[dict]:
-    "Write a review CSV (action preset to keep) and its HTML contact sheet for the highest-loss photos."
+    "Write a review CSV (action preset to keep) and its HTML contact sheet, most likely wrong label first (or highest loss)."
     data = Path(data).resolve()
     check(data.is_dir(), f'data folder {data} does not exist: give the folder that holds one sub-folder per class')
-    learn = _load_model(model, check_hash)
+    check(rank in ('oof', 'loss'), f"unknown ranking {rank!r}: use 'oof' (most likely wrong label first) or 'loss' (the model's highest loss first)")
+    check(rank == 'oof' or model is not None, "ranking by loss needs a trained model: give MODEL, or rank='oof' (--rank oof) to rank without one")
     conflicts = label_conflicts(data)
-    rows = review_table(learn, data, top, bs, also=conflicts)
+    if rank == 'loss':
+        rows = review_table(_load_model(model, check_hash), data, top, bs, also=conflicts)
+        order = 'highest loss first'
+    else:
+        body = {} if model is not None else dict(arch=arch, weights=weights) | (dict(size=size) if size else {})
+        rows = ranked_table(data, model, None, bs, check_hash, **body)
+        keep = rows[:top] if top else rows
+        extra = {Path(f).resolve().relative_to(data).as_posix() for f in conflicts}
+        rows = keep + [r for r in rows[len(keep):] if r['file'] in extra]
+        order = 'most likely wrong label first'
     write_csv(out, rows, REVIEW_COLUMNS)
-    contact_sheet(rows, data, Path(out).with_suffix('.html'), {Path(f).resolve().relative_to(data).as_posix() for f in conflicts})
+    contact_sheet(rows, data, Path(out).with_suffix('.html'), {Path(f).resolve().relative_to(data).as_posix() for f in conflicts}, order)
     return rows
 
 # %% ../nbs/41_clean.ipynb #d95b9a23
@@ -280,6 +316,7 @@ class CloudCleaner:
                  path:Path|None=None, # the data folder (needed with an exported model); the one folder holding the items' class folders when None
                  check_hash:bool=True, # with an exported model: refuse one whose sha256 differs from its model card's
                  bs:int=64, # with an exported model: batch size for scoring the photos
+                 rank:str='oof', # 'oof': most likely wrong label first (`cloud_classifier.rank`); 'loss': fastai's highest loss first
                  **kwargs, # passed to `ImageClassifierCleaner` (height, width, max_n)
                 ):
         if isinstance(learn, (str, Path)):
@@ -304,6 +341,15 @@ class CloudCleaner:
         roots = {Path(o[0]).resolve().parent.parent for iwi in c.iwis for o in iwi}
         check(path or len(roots) == 1, f"the learner's images are in {len(roots)} data folders: pass the one to clean as path=")
         self.path = Path(path or roots.pop())
+        check(rank in ('oof', 'loss'), f"unknown ranking {rank!r}: use 'oof' (most likely wrong label first) or 'loss' (highest loss first)")
+        self.queue = {}
+        if rank == 'oof':
+            from cloud_classifier.rank import rank_folder, learner_body
+            q = rank_folder(self.path, body=learner_body(learn), bs=bs)
+            self.queue = {str((self.path/r['file']).resolve()): r for r in q}
+            pos = {f: -k for k, f in enumerate(self.queue)}
+            # fastai's views sort by the third field, highest first: the queue position (negated) takes the loss's place
+            c.iwis = tuple([(o[0], o[1], pos.get(str(Path(o[0]).resolve()), -len(pos))) for o in iwi] for iwi in c.iwis)
         self.pending = Label()
         self.widget = VBox([c.dd_cats, c.dd_ds, self.pending, c.iw.widget])
         self.on_change_ds()

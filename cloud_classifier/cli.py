@@ -280,20 +280,26 @@ def _interrupted_note(data:Path):
         print(f"note: round {s['id']} ({s['kind']}) was interrupted after {s['moves']} move(s): complete it with "
               f"`cloud-classifier clean {data} --finish` or put it back with `cloud-classifier clean {data} --undo {s['id']}`", file=sys.stderr)
 
-@command('review', 'List the highest-loss photos of a data set for review: a CSV to edit and an HTML contact sheet.',
-         arg('model', type=Path, help='the exported learner (export.pkl)'),
-         arg('data', type=Path, help='folder holding one sub-folder per class'),
+@command('review', 'List the photos of a data set most likely mislabelled first: a CSV to edit and an HTML contact sheet.',
+         arg('model', type=Path, help='the exported learner (export.pkl); leave it out (review DATA) to rank with the pretrained body of --arch/--weights'),
+         arg('data', type=Path, nargs='?', help='folder holding one sub-folder per class'),
          arg('--out', type=Path, default=Path('review.csv'), help='the review CSV to write; the contact sheet goes beside it, as .html'),
-         arg('--top', type=int, default=50, help='how many of the highest-loss photos to list (0: all)'),
+         arg('--top', type=int, default=50, help='how many photos of the queue to list (0: all)'),
+         arg('--rank', choices=['oof', 'loss'], default='oof', help="oof: most likely wrong label first, from out-of-fold predictions; loss: the model's highest loss first"),
+         arg('--arch', default='resnet34', help='without a model: torchvision architecture whose pretrained body ranks the photos'),
+         arg('--weights', default='imagenet', help="without a model: 'imagenet' (torchvision download) or a local state-dict file (offline)"),
+         arg('--size', type=int, default=defaults.size, help='without a model: image side the body sees'),
          arg('--bs', type=int, default=defaults.bs, help='batch size'),
          arg('--no-hash-check', action='store_true', help="load even if the file does not match its model card's sha256"),
-         epilog='Then set action to keep, delete, a class or new:NAME, and run: cloud-classifier clean DATA --apply review.csv')
+         epilog='Then set action to keep, delete, accept (the suggested label), a class or new:NAME, and run: cloud-classifier clean DATA --apply review.csv')
 def _review(args):
     from cloud_classifier.clean import review
-    _interrupted_note(args.data)
-    rows = review(args.model, args.data, args.out, top=args.top or None, bs=args.bs, check_hash=not args.no_hash_check)
+    model, data = (args.model, args.data) if args.data is not None else (None, args.model)
+    _interrupted_note(data)
+    rows = review(model, data, args.out, top=args.top or None, bs=args.bs, check_hash=not args.no_hash_check, rank=args.rank,
+                  arch=args.arch, weights=args.weights, size=args.size)
     print(f"{len(rows)} photo(s) to review in {args.out} (action preset to keep); contact sheet: {args.out.with_suffix('.html')}")
-    print(f'set action to keep, delete, a class or new:NAME, then run: cloud-classifier clean {args.data} --apply {args.out}')
+    print(f'set action to keep, delete, accept (the suggested label), a class or new:NAME, then run: cloud-classifier clean {data} --apply {args.out}')
 
 def _round_arg(v:str|None):
     if v in (None, 'last'): return None
@@ -302,7 +308,7 @@ def _round_arg(v:str|None):
 
 @command('clean', 'Apply review decisions without losing a photo, undo or finish a round, or list the rounds.',
          arg('data', type=Path, help='folder holding one sub-folder per class'),
-         arg('--apply', type=Path, metavar='CSV', help='apply the decisions (file, action columns) of this review file'),
+         arg('--apply', type=Path, metavar='CSV', help='apply the decisions (file, action columns; suggested for accept) of this review file'),
          arg('--undo', nargs='?', const='last', metavar='ROUND', help='put back every file of the last round, or of ROUND'),
          arg('--finish', nargs='?', const='last', metavar='ROUND', help='complete the round that was interrupted'),
          arg('--status', action='store_true', help='list the cleaning rounds with their planned, moved and pending counts'),

@@ -280,7 +280,8 @@ def learned(tmp_path_factory):
 def _dropdowns(cleaner): return [box.children[1] for box in cleaner.iw.widget.children]
 def _show(cleaner, cat, ds): cleaner.dd_cats.value, cleaner.dd_ds.value = cat, ds
 
-def test_cleaner_keeps_decisions_across_views_and_applies_them(learned):
+def test_cleaner_keeps_decisions_across_views_and_applies_them(learned, tmp_path, monkeypatch):
+    monkeypatch.setenv('CLOUD_CLASSIFIER_CACHE', str(tmp_path/'features'))
     learn, data = learned
     original = tree(data)
     with learn.no_bar(): cleaner = CloudCleaner(learn)
@@ -326,8 +327,24 @@ def test_cleaner_keeps_decisions_across_views_and_applies_them(learned):
     undo_round(data)
     assert tree(data) == original
 
-def test_review_command_writes_csv_and_contact_sheet(learned, tmp_path):
+def test_cleaner_orders_each_view_by_the_queue(learned, tmp_path, monkeypatch):
+    "By default each view shows its photos most likely mislabelled first; rank='loss' keeps fastai's ordering by loss."
+    monkeypatch.setenv('CLOUD_CLASSIFIER_CACHE', str(tmp_path/'features'))
+    learn, data = learned
+    with learn.no_bar(): cleaner = CloudCleaner(learn)
+    queue = list(cleaner.queue)
+    assert len(queue) == 42 and all('reason' in r and 'suggested' in r for r in cleaner.queue.values())
+    for cat in ['Cumulus', 'Stratus', 'rocks']:
+        _show(cleaner, cat, 'Train')
+        shown = [str(Path(f).resolve()) for f in cleaner.iw.fns]
+        assert shown and shown == sorted(shown, key=queue.index)
+    with learn.no_bar(): by_loss = CloudCleaner(learn, rank='loss')
+    assert by_loss.queue == {}
+    with pytest.raises(UserError, match='unknown ranking'): CloudCleaner(learn, rank='lose')
+
+def test_review_command_writes_csv_and_contact_sheet(learned, tmp_path, monkeypatch):
     from cloud_classifier.export import export_model
+    monkeypatch.setenv('CLOUD_CLASSIFIER_CACHE', str(tmp_path/'features'))
     learn, data = learned
     export_model(learn, tmp_path)
     twin = data/'St'/'twin-of-Cu.png'
@@ -337,20 +354,30 @@ def test_review_command_writes_csv_and_contact_sheet(learned, tmp_path):
         r = run_cli('review', tmp_path/'export.pkl', data, '--out', out, '--top', 7)
         assert r.returncode == 0, r.stderr
         rows = list(csv.DictReader(open(out)))
-        assert list(rows[0]) == REVIEW_COLUMNS == ['file', 'label', 'predicted', 'probability', 'loss', 'action']
+        assert list(rows[0]) == REVIEW_COLUMNS == ['file', 'label', 'predicted', 'probability', 'loss', 'score', 'suggested', 'reason', 'action']
         assert {r['action'] for r in rows} == {'keep'}
-        losses = [float(r['loss']) for r in rows[:7]]
-        assert losses == sorted(losses, reverse=True)
-        assert {'Cu/Cu-0005.png', 'St/twin-of-Cu.png'} <= {r['file'] for r in rows}  # listed whatever their loss
-        assert 7 <= len(rows) <= 9
-        assert all((data/r['file']).is_file() and 0 <= float(r['probability']) <= 1 for r in rows)
+        assert {r['file'] for r in rows[:2]} == {'Cu/Cu-0005.png', 'St/twin-of-Cu.png'}  # the conflict comes first
+        assert all(r['reason'].startswith('duplicate conflict with') for r in rows[:2])
+        scores = [float(r['score']) for r in rows[2:7]]
+        assert scores == sorted(scores)  # then the lowest label quality
+        assert len(rows) == 7
+        assert all((data/r['file']).is_file() and 0 <= float(r['probability']) <= 1 and r['suggested'] for r in rows)
         page = out.with_suffix('.html').read_text()
         assert page.count('<figure>') == len(rows) and page.count('data:image/jpeg;base64,') == len(rows)
-        assert rows[0]['file'] in page and page.count('label conflict') == 2
+        assert rows[0]['file'] in page and page.count('label conflict') == 2 and 'duplicate conflict with' in page
         # the file applies as it is (all keep: nothing moves)
         assert run_cli('clean', data, '--apply', out).stdout.startswith('nothing to move')
         r = run_cli('review', tmp_path/'export.pkl', data, '--out', tmp_path/'all.csv', '--top', 0)
         assert r.returncode == 0 and len(list(csv.DictReader(open(tmp_path/'all.csv')))) == 43
+        # --rank loss keeps the model's highest loss first, the conflicts listed whatever their loss
+        r = run_cli('review', tmp_path/'export.pkl', data, '--out', tmp_path/'loss.csv', '--top', 7, '--rank', 'loss')
+        assert r.returncode == 0, r.stderr
+        rows = list(csv.DictReader(open(tmp_path/'loss.csv')))
+        losses = [float(r['loss']) for r in rows[:7]]
+        assert losses == sorted(losses, reverse=True) and 7 <= len(rows) <= 9
+        assert {'Cu/Cu-0005.png', 'St/twin-of-Cu.png'} <= {r['file'] for r in rows}
+        assert all(r['reason'] and r['suggested'] == r['predicted'] for r in rows)
+        assert 'highest loss first' in (tmp_path/'loss.html').read_text()
     finally: twin.unlink()
     (tmp_path/'junk.pkl').write_bytes(b'not a pickle')  # beside the model card of export.pkl
     (tmp_path/'alone').mkdir(); (tmp_path/'alone'/'junk.pkl').write_bytes(b'not a pickle')
@@ -360,8 +387,9 @@ def test_review_command_writes_csv_and_contact_sheet(learned, tmp_path):
         assert r.returncode == 2 and msg in r.stderr and r.stderr.count('\n') == 1, r.stderr
         assert not (tmp_path/'x.csv').exists()
 
-def test_review_and_cleaner_work_on_a_model_made_by_train(tmp_path):
+def test_review_and_cleaner_work_on_a_model_made_by_train(tmp_path, monkeypatch):
     "`cloud-classifier train` exports a learner without photos: review and the cleaner take it with the data folder."
+    monkeypatch.setenv('CLOUD_CLASSIFIER_CACHE', str(tmp_path/'features'))
     import json
     from cloud_classifier.cli import main
     from cloud_classifier.clean import review

@@ -1,0 +1,262 @@
+"""How well each review queue finds wrong labels, on GCD with labels flipped on purpose (so the wrong ones are known).
+
+GCD (../shared/data/gcd, 1,750 expertly labelled whole-sky photos, seven classes; Liu, Duan, Zhang, Cao and Durrani,
+IEEE TGRS 60, 2022) is never modified: the noise is a label array over its files, and a run that must train (the loss
+ranking, the end-to-end effect) trains on a folder of symlinks that files each photo under its noisy label.
+
+Noise settings: `uniform10`, `uniform20` (that share of the photos get another class, uniformly), and `structured20`
+(20% of the photos flipped in proportion to a clean model's confusion matrix: a photo of class c is picked with
+probability proportional to how often c is confused, and gets class j with probability proportional to C[c, j]). The
+"clean model" is the out-of-fold linear probe on the clean labels (`--confusion probe`), the cheap stand-in for a
+trained model.
+
+Rankings: `ours` (cloud_classifier.rank: out-of-fold logistic regression on the frozen body's pooled features, scored
+with cleanlab), `random` (a floor), `loss` (fastai's ordering: the default recipe trained once on the noisy labels,
+every photo ranked by its loss under it, as `ImageClassifierCleaner` does: ~8+ minutes a run on a 2-core CPU).
+For each: precision and recall of the truly wrong labels in the first 5/10/20% of the queue, and the compute time.
+
+End-to-end (`--end-to-end`): a test part (20%, stratified) is split off and never flipped; noise goes on the rest.
+Error on the test part after training on the noisy labels, on the labels after a simulated reviewer looks at the first
+10% of each queue and fixes the wrong labels it sees, and on the clean labels; the share of the noisy-clean gap that
+the review closes. `--trainer recipe` trains the default recipe each time (slow); `--trainer probe` fits the linear
+probe on the cached features instead (seconds; a proxy, reported as such).
+
+  python bench/label_noise.py --settings uniform10 uniform20 structured20 --seeds 0 1 2 --rankings ours random
+  python bench/label_noise.py --settings uniform10 --seeds 0 --rankings loss          # one default training run
+  python bench/label_noise.py --end-to-end --trainer probe --rankings ours random
+  python bench/label_noise.py --ccsn                                                  # CCSN's identical-photo conflicts
+"""
+import argparse, json, os, platform, sys, tempfile, time
+from pathlib import Path
+import numpy as np
+from cloud_classifier.rank import pretrained_body, cached_features, oof_probabilities, label_queue
+
+SHARED = Path(__file__).resolve().parents[1].parent/'shared'
+GCD = Path(os.environ.get('CLOUD_CLASSIFIER_GCD', '/work/shared/data/gcd'))
+CCSN = Path(os.environ.get('CLOUD_CLASSIFIER_DATA', '/work/shared/data/ccsn'))
+WEIGHTS = Path('/work/shared/weights/mobilenet_v2-imagenet-features.pth')
+SHARES = (0.05, 0.10, 0.20)
+
+def load_set(data:Path):
+    "(files, labels, classes, groups): every photo of a folder-per-class set, and its near-duplicate group id."
+    from cloud_classifier.dedupe import image_records, find_duplicates
+    recs = sorted((r for r in image_records(data) if len(r.path.relative_to(data).parts) == 2), key=lambda r: str(r.path))
+    classes = sorted({r.cls for r in recs})
+    idx = {str(r.path): i for i, r in enumerate(recs)}
+    groups = np.arange(len(recs))
+    for g in find_duplicates(data, records=recs):
+        for r in g.files: groups[idx[str(r.path)]] = idx[str(g.files[0].path)]
+    return recs, np.array([classes.index(r.cls) for r in recs]), classes, groups
+
+def flip_uniform(y, share, K, rng):
+    "Labels with `share` of them moved to another class, uniformly."
+    yn = y.copy()
+    for i in rng.choice(len(y), int(round(share*len(y))), replace=False):
+        yn[i] = rng.choice([k for k in range(K) if k != y[i]])
+    return yn
+
+def flip_structured(y, share, conf, rng):
+    "Labels with `share` of them flipped in proportion to the off-diagonal of the confusion matrix `conf`."
+    off = conf.astype(float).copy(); np.fill_diagonal(off, 0)
+    w = off.sum(1)[y]; w = w / w.sum()
+    yn = y.copy()
+    for i in rng.choice(len(y), int(round(share*len(y))), replace=False, p=w):
+        yn[i] = rng.choice(len(off), p=off[y[i]] / off[y[i]].sum())
+    return yn
+
+def noisy_labels(setting, y, K, seed, conf):
+    rng = np.random.default_rng(seed)
+    kind, pct = setting.rstrip('0123456789'), int(setting[len(setting.rstrip('0123456789')):]) / 100
+    if kind == 'uniform': return flip_uniform(y, pct, K, rng)
+    if kind == 'structured': return flip_structured(y, pct, conf, rng)
+    raise SystemExit(f'unknown noise setting {setting!r}: use uniformNN or structuredNN')
+
+def scores(order, wrong):
+    "Precision and recall of the wrong labels in the first 5/10/20% of `order`."
+    out = {}
+    for s in SHARES:
+        n = int(round(s*len(order))); hit = wrong[order[:n]].sum()
+        out[f'p{int(s*100)}'], out[f'r{int(s*100)}'] = hit / n, hit / wrong.sum()
+    return out
+
+def rank_ours(X, yn, groups, K, seed, C):
+    "Queue order (indices) of the out-of-fold ranking, conflicting duplicate groups first."
+    P = oof_probabilities(X, yn, groups, C=C, seed=seed, n_classes=K)
+    conflicts = {}
+    for i, g in enumerate(groups): conflicts.setdefault(g, []).append(i)
+    conflicts = [g for g in conflicts.values() if len({int(yn[i]) for i in g}) > 1]
+    names = [str(i) for i in range(len(yn))]
+    return np.array([int(r['file']) for r in label_queue(names, yn, P, [str(k) for k in range(K)], conflicts)]), P
+
+def symlink_set(root:Path, recs, labels, classes, idx):
+    "A folder-per-class set of symlinks filing photo `i` under `classes[labels[i]]`, for `i` in `idx`."
+    for c in classes: (root/c).mkdir(parents=True, exist_ok=True)
+    for i in idx:
+        dst = root/classes[labels[i]]/recs[i].path.name
+        if not dst.exists(): dst.symlink_to(recs[i].path)
+    return root
+
+def train_recipe(root:Path, out:Path, args):
+    "The default recipe (`train_model`'s defaults) on `root`: the trained learner."
+    import matplotlib; matplotlib.use('Agg')
+    from cloud_classifier.train import train_model, TRAIN_DEFAULTS as D
+    learn, _ = train_model(root, out, arch=args.arch, weights=args.weights, size=args.size, seed=args.train_seed,
+                           epochs_frozen=D['epochs_frozen'], epochs=D['epochs'], lr=D['lr'], balance=D['balance'],
+                           aug=D['aug'], label_smoothing=D['label_smoothing'])
+    return learn
+
+def rank_loss(recs, yn, classes, args, tmp:Path):
+    "Queue order of fastai's ordering: the default recipe trained once on the noisy labels, highest loss first."
+    from cloud_classifier.clean import review_table
+    root = symlink_set(tmp/'noisy', recs, yn, classes, range(len(recs)))
+    learn = train_recipe(root, tmp/'model', args)
+    rows = review_table(learn, root)
+    pos = {f'{classes[yn[i]]}/{r.path.name}': i for i, r in enumerate(recs)}
+    return np.array([pos[r['file']] for r in rows])
+
+def probe_error(X, y_train, tr, te, y_test, C):
+    "Test error of the linear probe fitted on `tr` with labels `y_train` (the cheap stand-in for training)."
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+    sc = StandardScaler().fit(X[tr])
+    with threadpool_limits(1): clf = LogisticRegression(C=C, max_iter=1000).fit(sc.transform(X[tr]), y_train[tr])
+    return float((clf.predict(sc.transform(X[te])) != y_test[te]).mean())
+
+def recipe_error(recs, labels, classes, tr, te, y, args, tmp:Path):
+    "Test error of the default recipe trained on photos `tr` filed under `labels`."
+    from cloud_classifier.train import evaluate
+    learn = train_recipe(symlink_set(tmp/'train', recs, labels, classes, tr), tmp/'model', args)
+    return float(evaluate(learn, symlink_set(tmp/'test', recs, y, classes, te))['error_rate'])
+
+def features(recs, args):
+    body = pretrained_body(args.arch, args.weights, args.size)
+    t = time.time()
+    X = cached_features(body, [r.path for r in recs], args.cache, [r.sha256 for r in recs], bs=args.bs, flip=not args.no_flip)
+    return X, time.time() - t
+
+def detection(args):
+    recs, y, classes, groups = load_set(args.data)
+    K = len(classes)
+    X, t_feat = features(recs, args)
+    print(f'{len(recs)} photos, {K} classes, features {X.shape[1]} in {t_feat:.0f} s', flush=True)
+    conf = None
+    if any(s.startswith('structured') for s in args.settings):
+        P = oof_probabilities(X, y, groups, C=args.C, seed=0, n_classes=K)
+        conf = np.zeros((K, K)); np.add.at(conf, (y, P.argmax(1)), 1)
+    rows = []
+    for setting in args.settings:
+        for seed in args.seeds:
+            yn = noisy_labels(setting, y, K, seed, conf); wrong = yn != y
+            for ranking in args.rankings:
+                t = time.time()
+                if ranking == 'ours': order = rank_ours(X, yn, groups, K, seed, args.C)[0]
+                elif ranking == 'random': order = np.random.default_rng(seed + 100).permutation(len(y))
+                elif ranking == 'loss':
+                    with tempfile.TemporaryDirectory() as tmp: order = rank_loss(recs, yn, classes, args, Path(tmp))
+                secs = time.time() - t
+                r = dict(setting=setting, seed=seed, ranking=ranking, wrong=int(wrong.sum()), seconds=round(secs, 1),
+                         **{k: round(float(v), 3) for k, v in scores(order, wrong).items()})
+                rows.append(r); print(json.dumps(r), flush=True)
+    return dict(rows=rows, feature_seconds=round(t_feat, 1))
+
+def end_to_end(args):
+    from sklearn.model_selection import train_test_split
+    recs, y, classes, groups = load_set(args.data)
+    K = len(classes)
+    X, _ = features(recs, args)
+    tr, te = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=0)
+    conf = None
+    if any(s.startswith('structured') for s in args.settings):
+        P = oof_probabilities(X, y, groups, C=args.C, seed=0, n_classes=K)
+        conf = np.zeros((K, K)); np.add.at(conf, (y, P.argmax(1)), 1)
+    rows = []
+    def err(labels):
+        if args.trainer == 'probe': return probe_error(X, labels, tr, te, y, args.C_train)
+        with tempfile.TemporaryDirectory() as tmp: return recipe_error(recs, labels, classes, tr, te, y, args, Path(tmp))
+    for setting in args.settings:
+        for seed in args.seeds:
+            yn = y.copy(); yn[tr] = noisy_labels(setting, y[tr], K, seed, conf)
+            e_noisy, e_clean = err(yn), err(y)
+            r = dict(setting=setting, seed=seed, trainer=args.trainer, noisy=round(e_noisy, 4), clean=round(e_clean, 4))
+            for ranking in args.rankings:
+                if ranking == 'ours': order = tr[rank_ours(X[tr], yn[tr], groups[tr], K, seed, args.C)[0]]
+                elif ranking == 'random': order = np.random.default_rng(seed + 100).permutation(tr)
+                elif ranking == 'loss':
+                    with tempfile.TemporaryDirectory() as tmp:
+                        order = tr[rank_loss([recs[i] for i in tr], yn[tr], classes, args, Path(tmp))]
+                seen = order[:int(round(0.1*len(tr)))]
+                fixed = yn.copy(); fixed[seen] = y[seen]  # the reviewer fixes the wrong labels it sees, nothing else
+                e = err(fixed)
+                r[ranking] = round(e, 4)
+                r[f'{ranking}_closed'] = round((e_noisy - e) / (e_noisy - e_clean), 3) if e_noisy > e_clean else None
+            rows.append(r); print(json.dumps(r), flush=True)
+    return dict(rows=rows)
+
+def ccsn(args):
+    "How many of CCSN's identical-photo label conflicts come out in the first 5% of our queue."
+    from PIL import Image
+    from cloud_classifier.rank import rank_folder
+    from cloud_classifier.dedupe import find_duplicates
+    from itertools import combinations
+    t = time.time()
+    q = rank_folder(args.ccsn_data, arch=args.arch, weights=args.weights, size=args.size, C=args.C, cache=args.cache, bs=args.bs)
+    secs = time.time() - t
+    pos = {r['file']: i for i, r in enumerate(q)}
+    px = lambda f: np.asarray(Image.open(f).convert('RGB').resize((64, 64)), dtype=np.float32)
+    pairs = []
+    for g in find_duplicates(args.ccsn_data):
+        for a, b in combinations(g.files, 2):
+            if a.cls != b.cls and np.abs(px(a.path) - px(b.path)).mean() < 4: pairs.append((a.path, b.path))
+    rel = lambda p: p.relative_to(args.ccsn_data.resolve()).as_posix()
+    first = int(round(0.05*len(q)))
+    photos = {rel(p) for pr in pairs for p in pr}
+    out = dict(photos=len(q), seconds=round(secs, 1), identical_conflict_pairs=len(pairs), conflict_photos=len(photos),
+               pairs_in_first5=sum(pos[rel(a)] < first and pos[rel(b)] < first for a, b in pairs),
+               photos_in_first5=sum(pos[p] < first for p in photos), first5=first,
+               queued_as_conflict=sum(r['reason'].startswith('duplicate') for r in q))
+    print(json.dumps(out), flush=True)
+    return out
+
+def table(rows):
+    "Markdown: mean (min-max over seeds) of recall and precision in the first 5/10/20%, per setting and ranking."
+    out = ['| noise | ranking | seeds | recall 5% | recall 10% | recall 20% | precision 5% | precision 10% | precision 20% | seconds |',
+           '|---|---|---|---|---|---|---|---|---|---|']
+    keys = sorted({(r['setting'], r['ranking']) for r in rows}, key=lambda k: (k[0], ['ours', 'loss', 'random'].index(k[1])))
+    for setting, ranking in keys:
+        rs = [r for r in rows if (r['setting'], r['ranking']) == (setting, ranking)]
+        cell = lambda k: f"{np.mean([r[k] for r in rs]):.2f}" + (f" ({min(r[k] for r in rs):.2f}-{max(r[k] for r in rs):.2f})" if len(rs) > 1 else '')
+        out.append(f"| {setting} | {ranking} | {len(rs)} | " + ' | '.join(cell(k) for k in ('r5', 'r10', 'r20', 'p5', 'p10', 'p20'))
+                   + f" | {np.mean([r['seconds'] for r in rs]):.0f} |")
+    return '\n'.join(out)
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--data', type=Path, default=GCD, help='the clean folder-per-class set (never modified)')
+    p.add_argument('--settings', nargs='+', default=['uniform10', 'uniform20', 'structured20'])
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--rankings', nargs='+', default=['ours', 'random'], choices=['ours', 'random', 'loss'])
+    p.add_argument('--arch', default='mobilenet_v2')
+    p.add_argument('--weights', default=str(WEIGHTS))
+    p.add_argument('--size', type=int, default=224)
+    p.add_argument('--bs', type=int, default=32)
+    p.add_argument('--C', type=float, default=0.002, help="the ranking's logistic regression")
+    p.add_argument('--C-train', type=float, default=0.01, help="the probe trainer's logistic regression")
+    p.add_argument('--no-flip', action='store_true', help='features of the photo only, not averaged with its mirror image')
+    p.add_argument('--cache', type=Path, default=Path.home()/'.cache'/'cloud_classifier'/'features')
+    p.add_argument('--train-seed', type=int, default=42)
+    p.add_argument('--end-to-end', action='store_true')
+    p.add_argument('--trainer', choices=['probe', 'recipe'], default='probe')
+    p.add_argument('--ccsn', action='store_true', help="rank CCSN and count its identical-photo conflicts in the first 5%%")
+    p.add_argument('--ccsn-data', type=Path, default=CCSN)
+    p.add_argument('--json', type=Path, help='also write the results here')
+    p.add_argument('--table', type=Path, nargs='+', help='print the markdown table of these --json result files, and stop')
+    args = p.parse_args()
+    if args.table: return print(table([r for f in args.table for r in json.loads(f.read_text())['rows']]))
+    if not args.data.is_dir(): raise SystemExit(f'{args.data} is not there: give --data or CLOUD_CLASSIFIER_GCD')
+    meta = dict(command=' '.join(sys.argv), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+                machine=f'{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start')
+    res = ccsn(args) if args.ccsn else end_to_end(args) if args.end_to_end else detection(args)
+    if args.json: args.json.write_text(json.dumps(dict(meta, **res), indent=1))
+
+if __name__ == '__main__': main()

@@ -1,0 +1,88 @@
+"The review queue on generated photos: flipped labels rise to the top, duplicate conflicts come first, no model needed, accept applies."
+import csv, os, shutil
+from pathlib import Path
+import pytest
+import torch, torchvision
+from cloud_classifier.rank import rank_folder, QUEUE_COLUMNS
+from cloud_classifier.clean import REVIEW_COLUMNS
+from cloud_classifier.data import synthetic_image_set
+from conftest import run_cli
+
+FLIPPED = {'b/a-0003.png': 'a', 'a/c-0004.png': 'c'}  # moved into the wrong class on purpose; not near-duplicates of others
+BODY = dict(arch='mobilenet_v2', size=64, folds=3, C=0.01)
+
+@pytest.fixture(scope='module')
+def weights(tmp_path_factory):
+    "A local state-dict file, as offline users pass one: a randomly initialised MobileNetV2 (no download)."
+    p = tmp_path_factory.mktemp('weights')/'mnv2.pth'
+    torch.manual_seed(0)
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), p)
+    return p
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    "Features are cached in a folder of this test, not the user's cache."
+    monkeypatch.setenv('CLOUD_CLASSIFIER_CACHE', str(tmp_path/'features'))
+    return tmp_path/'features'
+
+def flipped_set(root:Path)->Path:
+    "Three generated classes of ten photos, two of them filed under another class."
+    data = synthetic_image_set(root/'data', {'a': 10, 'b': 10, 'c': 10}, size=48, seed=2)
+    for dst in FLIPPED:
+        src = data/Path(dst).name.split('-')[0]/Path(dst).name
+        shutil.move(src, data/dst)
+    return data
+
+def test_flipped_labels_rise_to_the_top(tmp_path, weights, cache):
+    data = flipped_set(tmp_path)
+    q = rank_folder(data, weights=weights, **BODY)
+    assert len(q) == 30 and list(q[0]) == QUEUE_COLUMNS
+    assert {r['file']: r['suggested'] for r in q[:2]} == FLIPPED
+    assert all(r['reason'].startswith('low label quality') for r in q[:2])
+    assert [r['score'] for r in q] == sorted(r['score'] for r in q)
+    assert any(cache.glob('mobilenet_v2-w*-64x64*.npz'))  # computed once, cached by file hash
+    assert not (data/'.cache').exists()
+    assert rank_folder(data, weights=weights, **BODY) == q  # from the cache: the same queue
+
+def test_a_duplicate_conflict_comes_first(tmp_path, weights):
+    data = flipped_set(tmp_path)
+    shutil.copy(data/'b'/'b-0001.png', data/'c'/'copy.png')  # one photo under two labels
+    q = rank_folder(data, weights=weights, **BODY)
+    assert {r['file'] for r in q[:2]} == {'b/b-0001.png', 'c/copy.png'}
+    by_file = {r['file']: r for r in q[:2]}
+    assert by_file['c/copy.png']['reason'] == 'duplicate conflict with b/b-0001.png (b)'
+    assert by_file['b/b-0001.png']['reason'] == 'duplicate conflict with c/copy.png (c)'
+    assert {r['suggested'] for r in q[:2]} == {'b'}  # the likelier of the two labels, for both copies
+    assert {r['file'] for r in q[2:4]} == set(FLIPPED)
+
+def test_review_without_a_model_then_accept_applies_the_suggestion(tmp_path, weights):
+    data = flipped_set(tmp_path)
+    (data/'a'/'broken.jpg').write_bytes(b'\xff\xd8\xff not really a jpeg')
+    out = tmp_path/'review.csv'
+    r = run_cli('review', data, '--arch', 'mobilenet_v2', '--weights', weights, '--size', 64, '--out', out, '--top', 0)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(out)))
+    assert list(rows[0]) == REVIEW_COLUMNS and len(rows) == 31
+    assert (rows[0]['file'], rows[0]['suggested']) == ('a/broken.jpg', 'delete')
+    page = out.with_suffix('.html').read_text()
+    assert 'most likely wrong label first' in page and 'low label quality' in page
+    top = {r['file']: r for r in rows[1:4]}
+    assert set(FLIPPED) <= set(top), rows[:5]
+    for row in rows:
+        if row['file'] in FLIPPED or row['file'] == 'a/broken.jpg': row['action'] = 'accept'
+    with open(out, 'w', newline='') as f:
+        w = csv.DictWriter(f, REVIEW_COLUMNS); w.writeheader(); w.writerows(rows)
+    r = run_cli('clean', data, '--apply', out)
+    assert r.returncode == 0 and 'moved 3 file(s)' in r.stdout, r.stdout + r.stderr
+    for f, label in FLIPPED.items(): assert (data/label/Path(f).name).is_file() and not (data/f).exists()
+    assert list((data/'.trash').rglob('broken.jpg'))
+
+def test_loss_ranking_needs_a_model_and_accept_needs_a_suggestion(tmp_path, weights):
+    data = flipped_set(tmp_path)
+    r = run_cli('review', data, '--rank', 'loss', '--out', tmp_path/'x.csv')
+    assert r.returncode == 2 and 'needs a trained model' in r.stderr and r.stderr.count('\n') == 1, r.stderr
+    (tmp_path/'bad.csv').write_text('file,action\nb/a-0003.png,accept\n')
+    r = run_cli('clean', data, '--apply', tmp_path/'bad.csv')
+    assert r.returncode == 2 and 'no suggested label' in r.stderr
+    r = run_cli('review', data, '--weights', 'none', '--out', tmp_path/'x.csv')
+    assert r.returncode == 2 and 'pretrained body' in r.stderr and r.stderr.count('\n') == 1, r.stderr
