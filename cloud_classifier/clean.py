@@ -15,6 +15,7 @@ from .images import image_files, open_image, BadImage
 from .files import atomic_write, write_csv
 from .journal import Journal
 from .manifest import MANIFEST, manifest_values, sync_manifest
+from .rank import RANKINGS
 
 # %% auto #0
 __all__ = ['ACTIONS', 'REVIEW_COLUMNS', 'class_folders', 'target_class', 'Move', 'check_decisions', 'read_decisions',
@@ -292,7 +293,7 @@ def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with
     "Write a review CSV (action preset to keep) and its HTML contact sheet, most likely wrong label first (or highest loss)."
     data = Path(data).resolve()
     check(data.is_dir(), f'data folder {data} does not exist: give the folder that holds one sub-folder per class')
-    check(rank in ('oof', 'loss'), f"unknown ranking {rank!r}: use 'oof' (most likely wrong label first) or 'loss' (the model's highest loss first)")
+    check(rank in RANKINGS, f"unknown ranking {rank!r}: use 'oof' (most likely wrong label first) or 'loss' (the model's highest loss first)")
     check(rank == 'oof' or model is not None, "ranking by loss needs a trained model: give MODEL, or rank='oof' (--rank oof) to rank without one")
     conflicts = label_conflicts(data)
     if rank == 'loss':
@@ -341,7 +342,7 @@ class CloudCleaner:
         roots = {Path(o[0]).resolve().parent.parent for iwi in c.iwis for o in iwi}
         check(path or len(roots) == 1, f"the learner's images are in {len(roots)} data folders: pass the one to clean as path=")
         self.path = Path(path or roots.pop())
-        check(rank in ('oof', 'loss'), f"unknown ranking {rank!r}: use 'oof' (most likely wrong label first) or 'loss' (highest loss first)")
+        check(rank in RANKINGS, f"unknown ranking {rank!r}: use 'oof' (most likely wrong label first) or 'loss' (highest loss first)")
         self.queue = {}
         if rank == 'oof':
             from cloud_classifier.rank import rank_folder, learner_body

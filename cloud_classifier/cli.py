@@ -12,6 +12,7 @@ from dataclasses import fields, asdict
 from fastcore.docments import docments
 from .core import defaults, UserError, Recipe, BALANCES, AUGMENTATIONS
 from .runtime import ENGINES  # torch-free, so --help stays quick
+from .rank import RANKINGS
 
 # %% auto #0
 __all__ = ['DATA_HELP', 'arg', 'check_ranges', 'command', 'data_arg', 'recipe_args', 'recipe_of', 'main']
@@ -282,14 +283,14 @@ def _interrupted_note(data:Path):
 
 @command('review', 'List the photos of a data set most likely mislabelled first: a CSV to edit and an HTML contact sheet.',
          arg('model', type=Path, help='the exported learner (export.pkl); leave it out (review DATA) to rank with the pretrained body of --arch/--weights'),
-         arg('data', type=Path, nargs='?', help='folder holding one sub-folder per class'),
+         arg('data', type=Path, nargs='?', help=DATA_HELP),
          arg('--out', type=Path, default=Path('review.csv'), help='the review CSV to write; the contact sheet goes beside it, as .html'),
-         arg('--top', type=int, default=50, help='how many photos of the queue to list (0: all)'),
-         arg('--rank', choices=['oof', 'loss'], default='oof', help="oof: most likely wrong label first, from out-of-fold predictions; loss: the model's highest loss first"),
-         arg('--arch', default='resnet34', help='without a model: torchvision architecture whose pretrained body ranks the photos'),
-         arg('--weights', default='imagenet', help="without a model: 'imagenet' (torchvision download) or a local state-dict file (offline)"),
-         arg('--size', type=int, default=defaults.size, help='without a model: image side the body sees'),
-         arg('--bs', type=int, default=defaults.bs, help='batch size'),
+         arg('--top', type=int, at_least=0, default=50, help='how many photos of the queue to list (0: all)'),
+         arg('--rank', choices=RANKINGS, default='oof', help="oof: most likely wrong label first, from out-of-fold predictions; loss: the model's highest loss first"),
+         arg('--arch', default=Recipe.arch, help='without a model: torchvision architecture whose pretrained body ranks the photos'),
+         arg('--weights', default=Recipe.weights, help="without a model: 'imagenet' (torchvision download) or a local state-dict file (offline)"),
+         arg('--size', type=int, at_least=1, default=Recipe.size, help='without a model: image side the body sees'),
+         arg('--bs', type=int, at_least=1, default=defaults.bs, help='batch size'),
          arg('--no-hash-check', action='store_true', help="load even if the file does not match its model card's sha256"),
          epilog='Then set action to keep, delete, accept (the suggested label), a class or new:NAME, and run: cloud-classifier clean DATA --apply review.csv')
 def _review(args):
@@ -307,7 +308,7 @@ def _round_arg(v:str|None):
     except ValueError: raise UserError(f'round {v!r} is not a round number: see them with --status') from None
 
 @command('clean', 'Apply review decisions without losing a photo, undo or finish a round, or list the rounds.',
-         arg('data', type=Path, help='folder holding one sub-folder per class'),
+         data_arg(),
          arg('--apply', type=Path, metavar='CSV', help='apply the decisions (file, action columns; suggested for accept) of this review file'),
          arg('--undo', nargs='?', const='last', metavar='ROUND', help='put back every file of the last round, or of ROUND'),
          arg('--finish', nargs='?', const='last', metavar='ROUND', help='complete the round that was interrupted'),

@@ -15,8 +15,10 @@ from .genera import class_name
 from .images import file_sha256, open_image, BadImage
 from .files import atomic_write
 
+RANKINGS = ('oof', 'loss')  # out-of-fold label quality, most likely wrong first; or the model's own loss, as fastai's cleaner orders
+
 # %% auto #0
-__all__ = ['IMAGENET_STATS', 'NO_NORM', 'QUEUE_COLUMNS', 'Body', 'pretrained_body', 'model_body', 'learner_body',
+__all__ = ['RANKINGS', 'IMAGENET_STATS', 'NO_NORM', 'QUEUE_COLUMNS', 'Body', 'pretrained_body', 'model_body', 'learner_body',
            'photo_features', 'feature_cache', 'cached_features', 'oof_probabilities', 'label_queue', 'rank_folder']
 
 # %% ../nbs/40_rank.ipynb #843b3830
