@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64, csv, html, io, os
 from dataclasses import dataclass
 from pathlib import Path
-from .core import UserError, check
+from .core import UserError, check, Recipe
 from .genera import class_name, find_genus
 from .images import image_files, open_image, BadImage
-from .files import atomic_write, write_csv
+from .files import atomic_write, write_csv, check_writable
 from .journal import Journal
 from .manifest import MANIFEST, manifest_values, sync_manifest
 from .rank import RANKINGS
@@ -286,13 +286,14 @@ def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with
            bs:int=64, # batch size
            check_hash:bool=True, # refuse a model whose sha256 differs from its model card's
            rank:str='oof', # 'oof': most likely wrong label first (`cloud_classifier.rank`); 'loss': the model's highest loss first
-           arch:str='resnet34', # without a model: torchvision model name, as `train` takes it
-           weights:str|Path='imagenet', # without a model: "imagenet" or a local state-dict file (offline)
+           arch:str=Recipe.arch, # without a model: torchvision model name, as `train` takes it
+           weights:str|Path=Recipe.weights, # without a model: "imagenet" or a local state-dict file (offline)
            size:int|None=None, # without a model: image side the body sees (the library's default when None)
           )->list[dict]:
     "Write a review CSV (action preset to keep) and its HTML contact sheet, most likely wrong label first (or highest loss)."
     data = Path(data).resolve()
     check(data.is_dir(), f'data folder {data} does not exist: give the folder that holds one sub-folder per class')
+    check_writable(out); check_writable(Path(out).with_suffix('.html'))  # before minutes of ranking, not after
     check(rank in RANKINGS, f"unknown ranking {rank!r}: use 'oof' (most likely wrong label first) or 'loss' (the model's highest loss first)")
     check(rank == 'oof' or model is not None, "ranking by loss needs a trained model: give MODEL, or rank='oof' (--rank oof) to rank without one")
     conflicts = label_conflicts(data)

@@ -20,7 +20,12 @@ __all__ = ['DATA_HELP', 'arg', 'check_ranges', 'command', 'data_arg', 'recipe_ar
 # %% ../nbs/52_cli.ipynb #7f0b1d92
 _COMMANDS = {}
 
-def arg(*names, at_least=None, above=None, at_most=None, **kwargs):
+def arg(*names, # the option's names, as `add_argument` takes them
+        at_least=None, # the smallest number allowed
+        above=None, # the number a value must exceed
+        at_most=None, # the largest number allowed
+        **kwargs, # passed to `ArgumentParser.add_argument`
+       ):
     "An argument for `command`: `ArgumentParser.add_argument`'s parameters, and the range a number must lie in."
     if (at_least, above, at_most) != (None, None, None): kwargs['range'] = (at_least, above, at_most)
     return names, kwargs

@@ -12,7 +12,8 @@ from typing import Callable
 from .core import UserError, check
 
 # %% auto #0
-__all__ = ['fsync_dir', 'fsync_file', 'write_target', 'WriteError', 'write_error', 'atomic_path', 'atomic_write', 'write_csv']
+__all__ = ['fsync_dir', 'fsync_file', 'write_target', 'WriteError', 'write_error', 'check_writable', 'atomic_path',
+           'atomic_write', 'write_csv']
 
 # %% ../nbs/03_files.ipynb #e3fd3cf1
 def fsync_dir(d:Path # a folder in which a file was made, renamed or removed
@@ -65,18 +66,25 @@ def write_error(path:Path, # the file that could not be written
     return WriteError(f'cannot write {path}: {why}; {fix}', why)
 
 # %% ../nbs/03_files.ipynb #2ef03dcd
+def check_writable(path:Path # a file the command will write when its work is done
+                  )->Path:
+    "Refuse, before any work, a path that cannot be written: a folder, or a file in a folder that does not exist."
+    dst = write_target(Path(path))
+    check(not dst.is_dir(), f'cannot write {path}: it is a folder; give a file name')
+    if not _special(dst):
+        check(dst.parent.is_dir(), f'cannot write {path}: the folder {dst.parent} does not exist; create it or choose another path')
+    return dst
+
 @contextlib.contextmanager
 def atomic_path(path:Path, # the file to write
                 durable:bool=True, # fsync the file and its folder (off for bulk files a rerun can redo)
                ):
     "Yield a temporary path to write; when the block ends it replaces `path` atomically (a special file is written in place)."
-    dst = write_target(path)
-    check(not dst.is_dir(), f'cannot write {path}: it is a folder; give a file name')
+    dst = check_writable(path)
     if _special(dst):  # a device or a FIFO: renaming over it would replace it with a regular file
         try: yield dst
         except OSError as e: raise write_error(path, e) from None
         return
-    check(dst.parent.is_dir(), f'cannot write {path}: the folder {dst.parent} does not exist; create it or choose another path')
     tmp = dst.with_name(f'.{dst.stem}.{uuid.uuid4().hex[:8]}.tmp{dst.suffix}')
     try:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # mkstemp would give 0600

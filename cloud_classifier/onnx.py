@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from .core import UserError, check
 from .images import file_sha256
-from .files import atomic_path
+from .files import atomic_path, check_writable
 from .card import read_card, merge_card, model_dir
 from .runtime import Predictor, normalize
 
@@ -38,10 +38,11 @@ def export_onnx(model:Path, # export.pkl, or the folder holding it
     "Write the learner as ONNX and its preprocessing into the model card; return the ONNX file."
     # PyTorch and the learner are needed here only, so importing this module (to predict) needs neither
     check_export_extra()
+    out = Path(out) if out else model_dir(model)/'model.onnx'
+    check_writable(out)  # before the export's minutes of work
     import onnxruntime as ort, torch
     from cloud_classifier.predict import CloudClassifier
     clf = CloudClassifier.load(model, engine='torch')
-    out = Path(out) if out else model_dir(model)/'model.onnx'
     module, names = (clf.net, ['logits', 'features']) if clf.net is not None else (clf.model, ['logits'])
     module = module.eval().to(memory_format=torch.contiguous_format)
     h, w = (clf.spec['resize'][-1]['size'][::-1] if clf.spec['resize'] else (224, 224))

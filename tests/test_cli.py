@@ -190,3 +190,15 @@ def test_a_class_label_never_leads_out_of_the_data_folder(label, tmp_path, capsy
     out, err = capsys.readouterr()
     assert out == '' and len(err.strip().splitlines()) == 1 and 'is not a class name' in err, err
     assert sorted(tmp_path.rglob('*')) == listing
+
+@pytest.mark.parametrize('argv', [['review', 'D', '--out', 'NOWHERE/review.csv'], ['review', 'M', 'D', '--out', 'NOWHERE/review.csv'],
+                                  ['export-onnx', 'M', '--out', 'NOWHERE/model.onnx']], ids=['review', 'review-model', 'export-onnx'])
+def test_an_output_in_a_missing_folder_is_refused_before_any_work(argv, image_set, tmp_path, capsys):
+    pytest.importorskip('onnxruntime')
+    from cloud_classifier.cli import main
+    paths = dict(D=image_set, M=tmp_path/'models'/'export.pkl')
+    listing = sorted(tmp_path.rglob('*'))
+    assert main([str(paths.get(a, a)).replace('NOWHERE', str(tmp_path/'nowhere')) for a in argv]) == 2
+    out, err = capsys.readouterr()
+    assert len(err.strip().splitlines()) == 1 and 'nowhere does not exist' in err, err
+    assert sorted(tmp_path.rglob('*')) == listing

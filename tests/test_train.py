@@ -241,7 +241,7 @@ def test_two_cpu_processes_train_through_fastai_distrib_ctx(image_set, tmp_path)
                       "sys.exit(main())\n")
     r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--standalone', '--tee', '3',
                         script, 'train', image_set, '--out', out, '--arch', 'resnet18', '--weights', 'none',
-                        '--size', '32', '--bs', '8', '--epochs-frozen', '1', '--epochs', '1', '--lr', '1e-3'],
+                        '--size', '32', '--bs', '8', '--epochs-frozen', '1', '--epochs', '1', '--lr', '1e-3', '--keep-checkpoints'],
                        capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
     ranks = [l for l in r.stderr.splitlines() if l.startswith('[default')]  # what the processes printed, not the launcher
     assert r.returncode == 0, '\n'.join(ranks[-30:]) + '\n' + r.stderr[-1000:]
