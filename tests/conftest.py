@@ -21,3 +21,13 @@ def shared_dir(*parts):
 def image_set(tmp_path):
     "A generated three-class image set: Cu and cirrus folders (genera) and rocks (a class of our own)."
     return synthetic_image_set(tmp_path/'data', {'Cu': 12, 'cirrus': 14, 'rocks': 10}, size=32)
+
+def run_main(*args):
+    "Run `cloud-classifier ARGS` in this process (no interpreter start-up); a CompletedProcess like `run_cli`'s."
+    import contextlib, io
+    from cloud_classifier.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try: rc = main(list(map(str, args)))
+        except SystemExit as e: rc = e.code
+    return subprocess.CompletedProcess(['cloud-classifier', *map(str, args)], rc, out.getvalue(), err.getvalue())

@@ -11,7 +11,7 @@ from cloud_classifier.clean import (REVIEW_COLUMNS, CloudCleaner, apply_cleaner,
 from cloud_classifier.files import write_csv
 from cloud_classifier.data import cloud_dataloaders, synthetic_image_set
 from cloud_classifier.journal import Journal
-from conftest import CLI, run_cli
+from conftest import CLI, run_cli, run_main
 
 def tree(root):
     "{relative path: bytes} of every file under `root` (trash included), the journal's folder left out."
@@ -50,7 +50,7 @@ def test_each_refusal_says_why_and_moves_nothing(small, case):
     review = small.parent/'review.csv'
     # one good row first: a refusal must stop it too
     review.write_text('file,action\nSt/St-0001.png,delete\n' + body.format(tmp=small.parent))
-    r = run_cli('clean', small, '--apply', review)
+    r = run_main('clean', small, '--apply', review)
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith('error: 1 problem(s) in the decisions, so nothing was moved'), r.stderr
     assert msg in r.stderr and 'line ' in r.stderr
@@ -60,7 +60,7 @@ def test_each_refusal_says_why_and_moves_nothing(small, case):
 def test_many_problems_one_line_each(small):
     review = small.parent/'review.csv'
     review.write_text('file,action\nCu/nope.png,delete\nCu/Cu-0000.png,Cumulsu\nCu/Cu-0001.png,delete\nCu/Cu-0001.png,keep\n')
-    r = run_cli('clean', small, '--apply', review)
+    r = run_main('clean', small, '--apply', review)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert lines[0] == 'error: 3 problem(s) in the decisions, so nothing was moved:'
@@ -109,9 +109,9 @@ def test_read_only_data_folder_is_one_line(small):
 
 def test_review_file_without_action_column_and_missing_data(small):
     (small.parent/'r.csv').write_text('file,label\nCu/Cu-0000.png,Cumulus\n')
-    r = run_cli('clean', small, '--apply', small.parent/'r.csv')
+    r = run_main('clean', small, '--apply', small.parent/'r.csv')
     assert r.returncode == 2 and 'has no action column' in r.stderr
-    r = run_cli('clean', small.parent/'nope', '--status')
+    r = run_main('clean', small.parent/'nope', '--status')
     assert r.returncode == 2 and 'does not exist' in r.stderr
 
 # ---------------------------------------------------------------- property test
@@ -237,32 +237,32 @@ def test_sigkill_midway_detected_undone_and_finished(tmp_path):
     killed = tree(data)
     assert Counter(killed.values()) == Counter(original.values())  # every photo is somewhere
     # the next command says so and offers both ways out
-    r = run_cli('clean', data, '--status')
+    r = run_main('clean', data, '--status')
     assert r.returncode == 0 and 'interrupted' in r.stdout
     assert f'--finish' in r.stderr and '--undo 1' in r.stderr
-    r = run_cli('clean', data, '--apply', review)
+    r = run_main('clean', data, '--apply', review)
     assert r.returncode == 2 and 'only partly' in r.stderr and '--finish | --undo 1' in r.stderr
     assert tree(data) == killed
     # undo restores the tree exactly
-    r = run_cli('clean', data, '--undo')
+    r = run_main('clean', data, '--undo')
     assert r.returncode == 0, r.stderr
     assert tree(data) == original and (data/'manifest.csv').read_text() == manifest
     # the same list applied without a kill
-    r = run_cli('clean', data, '--apply', review)
+    r = run_main('clean', data, '--apply', review)
     assert r.returncode == 0 and f'moved {n} file(s)' in r.stdout, r.stdout + r.stderr
     full, full_rows = same_round(tree(data)), _manifest_matches_disk(data)
-    assert run_cli('clean', data, '--undo').returncode == 0
+    assert run_main('clean', data, '--undo').returncode == 0
     assert tree(data) == original
     # killed again, then finished: the same result as the apply that ran through
     _apply_and_kill(data, review, after=40)
-    r = run_cli('clean', data, '--finish')
+    r = run_main('clean', data, '--finish')
     assert r.returncode == 0 and f'is applied: {n} file(s) moved' in r.stdout, r.stdout + r.stderr
     assert {k: v for k, v in same_round(tree(data)).items() if k != 'manifest.csv'} == {k: v for k, v in full.items() if k != 'manifest.csv'}
     rows = _manifest_matches_disk(data)
     assert [(r['url'], r['class'], r['status']) for r in rows] == [(r['url'], r['class'], r['status']) for r in full_rows]
     st = cleaning_status(data)
     assert [(s['status'], s['planned'], s['moved'], s['pending']) for s in st][-1] == ('applied', n, n, 0)
-    assert run_cli('clean', data, '--undo').returncode == 0
+    assert run_main('clean', data, '--undo').returncode == 0
     assert tree(data) == original
 
 # ---------------------------------------------------------------- the Jupyter cleaner and review
@@ -351,7 +351,7 @@ def test_review_command_writes_csv_and_contact_sheet(learned, tmp_path, monkeypa
     shutil.copy(data/'Cu'/'Cu-0005.png', twin)  # the same photo filed under two classes: a label conflict
     try:
         out = tmp_path/'review.csv'
-        r = run_cli('review', tmp_path/'export.pkl', data, '--out', out, '--top', 7)
+        r = run_main('review', tmp_path/'export.pkl', data, '--out', out, '--top', 7)
         assert r.returncode == 0, r.stderr
         rows = list(csv.DictReader(open(out)))
         assert list(rows[0]) == REVIEW_COLUMNS == ['file', 'label', 'predicted', 'probability', 'loss', 'score', 'suggested', 'reason', 'action']
@@ -366,11 +366,11 @@ def test_review_command_writes_csv_and_contact_sheet(learned, tmp_path, monkeypa
         assert page.count('<figure>') == len(rows) and page.count('data:image/jpeg;base64,') == len(rows)
         assert rows[0]['file'] in page and page.count('label conflict') == 2 and 'duplicate conflict with' in page
         # the file applies as it is (all keep: nothing moves)
-        assert run_cli('clean', data, '--apply', out).stdout.startswith('nothing to move')
-        r = run_cli('review', tmp_path/'export.pkl', data, '--out', tmp_path/'all.csv', '--top', 0)
+        assert run_main('clean', data, '--apply', out).stdout.startswith('nothing to move')
+        r = run_main('review', tmp_path/'export.pkl', data, '--out', tmp_path/'all.csv', '--top', 0)
         assert r.returncode == 0 and len(list(csv.DictReader(open(tmp_path/'all.csv')))) == 43
         # --rank loss keeps the model's highest loss first, the conflicts listed whatever their loss
-        r = run_cli('review', tmp_path/'export.pkl', data, '--out', tmp_path/'loss.csv', '--top', 7, '--rank', 'loss')
+        r = run_main('review', tmp_path/'export.pkl', data, '--out', tmp_path/'loss.csv', '--top', 7, '--rank', 'loss')
         assert r.returncode == 0, r.stderr
         rows = list(csv.DictReader(open(tmp_path/'loss.csv')))
         losses = [float(r['loss']) for r in rows[:7]]
@@ -383,7 +383,7 @@ def test_review_command_writes_csv_and_contact_sheet(learned, tmp_path, monkeypa
     (tmp_path/'alone').mkdir(); (tmp_path/'alone'/'junk.pkl').write_bytes(b'not a pickle')
     for model, extra, msg in [('junk.pkl', (), 'does not match its model card'), ('alone/junk.pkl', (), 'no model_card.json with a hash'),
                               ('alone/junk.pkl', ('--no-hash-check',), 'is not a fastai export')]:
-        r = run_cli('review', tmp_path/model, data, '--out', tmp_path/'x.csv', *extra)
+        r = run_main('review', tmp_path/model, data, '--out', tmp_path/'x.csv', *extra)
         assert r.returncode == 2 and msg in r.stderr and r.stderr.count('\n') == 1, r.stderr
         assert not (tmp_path/'x.csv').exists()
 

@@ -1,6 +1,6 @@
 "The command line, run as a user runs it: in a fresh process."
 import json
-from conftest import run_cli, shared_dir
+from conftest import run_cli, run_main, shared_dir
 import pytest
 
 def test_help_lists_every_command():
@@ -19,17 +19,17 @@ def test_genera_prints_the_ten_genera():
     assert 'above 6000 m' in lines[1]
 
 def test_data_stats_counts_and_flags(image_set):
-    r = run_cli('data', 'stats', image_set, '--min', '11', '--json')
+    r = run_main('data', 'stats', image_set, '--min', '11', '--json')
     assert r.returncode == 0, r.stderr
     st = json.loads(r.stdout)
     assert st['counts'] == {'Cirrus': 14, 'Cumulus': 12, 'rocks': 10}
     assert st['low'] == ['rocks'] and st['total'] == 36
-    r = run_cli('data', 'stats', image_set, '--min', '11')
+    r = run_main('data', 'stats', image_set, '--min', '11')
     assert 'rocks' in r.stdout and 'too few' in r.stdout and 'Cumulus' in r.stdout
 
 def test_data_stats_merges_folders_of_one_genus(image_set):
     (image_set/'Cu').rename(image_set/'cumulus')
-    r = run_cli('data', 'stats', image_set, '--json', '--classes', 'Cu', 'Ci')
+    r = run_main('data', 'stats', image_set, '--json', '--classes', 'Cu', 'Ci')
     assert json.loads(r.stdout)['counts'] == {'Cumulus': 12, 'Cirrus': 14}
 
 def _error(r):
@@ -42,11 +42,11 @@ def _error(r):
 
 def test_data_errors_are_one_line(image_set, tmp_path):
     before = sorted(p.name for p in image_set.rglob('*'))
-    assert 'does not exist' in _error(run_cli('data', 'stats', tmp_path/'missing'))
+    assert 'does not exist' in _error(run_main('data', 'stats', tmp_path/'missing'))
     (tmp_path/'flat').mkdir(); (tmp_path/'flat'/'a.jpg').write_bytes(b'x')
-    assert 'has no class folders' in _error(run_cli('data', 'stats', tmp_path/'flat'))
-    assert 'class Stratus not found' in _error(run_cli('data', 'stats', image_set, '--classes', 'St'))
-    assert 'is a file' in _error(run_cli('data', 'stats', tmp_path/'flat'/'a.jpg'))
+    assert 'has no class folders' in _error(run_main('data', 'stats', tmp_path/'flat'))
+    assert 'class Stratus not found' in _error(run_main('data', 'stats', image_set, '--classes', 'St'))
+    assert 'is a file' in _error(run_main('data', 'stats', tmp_path/'flat'/'a.jpg'))
     assert sorted(p.name for p in image_set.rglob('*')) == before
 
 @pytest.mark.skipif(not shared_dir('data', 'ccsn'), reason='../shared/data/ccsn is not here')

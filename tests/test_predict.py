@@ -9,7 +9,7 @@ from cloud_classifier.core import UserError
 from cloud_classifier.data import cloud_dataloaders
 from cloud_classifier.card import read_card, merge_card
 from cloud_classifier.predict import CloudClassifier, preprocessing_spec
-from conftest import run_cli, shared_dir
+from conftest import run_cli, run_main, shared_dir
 from tiny_model import tiny_model, chart_png
 
 
@@ -155,25 +155,25 @@ def test_cli_predict(model, tmp_path):
 
 def test_cli_predict_user_errors(model, tmp_path):
     models, data, _, _ = model
-    r = run_cli('predict', tmp_path/'nope'/'export.pkl', data)
+    r = run_main('predict', tmp_path/'nope'/'export.pkl', data)
     assert r.returncode == 2 and r.stderr.startswith('error: model') and r.stderr.count('\n') == 1, r.stderr
     (tmp_path/'export.pkl').write_bytes(b'\x80\x04not really a pickle')
-    r = run_cli('predict', tmp_path/'export.pkl', data)
+    r = run_main('predict', tmp_path/'export.pkl', data)
     assert r.returncode == 2 and 'no model_card.json with a hash' in r.stderr and r.stderr.count('\n') == 1, r.stderr
-    r = run_cli('predict', tmp_path/'export.pkl', data, '--no-hash-check')
+    r = run_main('predict', tmp_path/'export.pkl', data, '--no-hash-check')
     assert r.returncode == 2 and 'is not a fastai export' in r.stderr and r.stderr.count('\n') == 1, r.stderr
     tampered = tmp_path/'tampered'; tampered.mkdir()
     for f in ('export.pkl', 'model_card.json'): (tampered/f).write_bytes((models/f).read_bytes())
     with open(tampered/'export.pkl', 'ab') as f: f.write(b'x')
-    r = run_cli('predict', tampered, data)
+    r = run_main('predict', tampered, data)
     assert r.returncode == 2 and 'does not match its model card' in r.stderr, r.stderr
-    r = run_cli('predict', models, tmp_path/'no-such-photo.jpg')
+    r = run_main('predict', models, tmp_path/'no-such-photo.jpg')
     assert r.returncode == 2 and 'no such file or folder' in r.stderr
-    r = run_cli('predict', models, data, '--engine', 'onnx')  # no model.onnx exported for this model
+    r = run_main('predict', models, data, '--engine', 'onnx')  # no model.onnx exported for this model
     assert r.returncode == 2 and 'on ONNX Runtime' in r.stderr and r.stderr.count('\n') == 1, r.stderr
 
     (tmp_path/'empty').mkdir()
-    r = run_cli('predict', models, tmp_path/'empty')  # nothing to predict is said, not printed as nothing
+    r = run_main('predict', models, tmp_path/'empty')  # nothing to predict is said, not printed as nothing
     assert r.returncode == 2 and 'holds no image files' in r.stderr and r.stderr.count('\n') == 1, r.stderr
 
 
