@@ -114,7 +114,7 @@ def test_cloud_check_command_fits_the_check_of_a_model_without_one(trained, tmp_
     card = json.loads((old/'model_card.json').read_text())
     want = card.pop('cloud_check')
     (old/'model_card.json').write_text(json.dumps(card))  # as exported before the check existed
-    r = run_cli('cloud-check', old/'export.pkl', data)
+    r = run_main('cloud-check', old/'export.pkl', data)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"fitted on {want['n_train']} training photos" in r.stdout and str(old/'model_card.json') in r.stdout
     new = json.loads((old/'model_card.json').read_text())
@@ -125,9 +125,9 @@ def test_cloud_check_command_fits_the_check_of_a_model_without_one(trained, tmp_
     assert got['threshold'] == pytest.approx(want['threshold'], rel=1e-3)
     from cloud_classifier.data import synthetic_image_set
     other = synthetic_image_set(tmp_path/'two', {'Cu': 4, 'St': 4}, size=32)
-    assert "has no folder for the model's class(es) Cirrus, rocks" in _error(run_cli('cloud-check', old, other))
+    assert "has no folder for the model's class(es) Cirrus, rocks" in _error(run_main('cloud-check', old, other))
     (old/'model_card.json').unlink()
-    assert 'no model card' in _error(run_cli('cloud-check', old, data, '--no-hash-check'))
+    assert 'no model card' in _error(run_main('cloud-check', old, data, '--no-hash-check'))
 def test_train_help_shows_the_recipe_defaults():
     "The options of `train` and `run` are made from `Recipe`: --help shows its defaults, choices and comments."
     import os, re, subprocess, sys

@@ -6,7 +6,7 @@ import torch, torchvision
 from cloud_classifier.rank import rank_folder, QUEUE_COLUMNS
 from cloud_classifier.clean import REVIEW_COLUMNS
 from cloud_classifier.data import synthetic_image_set
-from conftest import run_cli
+from conftest import run_cli, run_main
 
 FLIPPED = {'b/a-0003.png': 'a', 'a/c-0004.png': 'c'}  # moved into the wrong class on purpose; not near-duplicates of others
 BODY = dict(arch='mobilenet_v2', size=64, folds=3, C=0.01)
@@ -79,10 +79,10 @@ def test_review_without_a_model_then_accept_applies_the_suggestion(tmp_path, wei
 
 def test_loss_ranking_needs_a_model_and_accept_needs_a_suggestion(tmp_path, weights):
     data = flipped_set(tmp_path)
-    r = run_cli('review', data, '--rank', 'loss', '--out', tmp_path/'x.csv')
+    r = run_main('review', data, '--rank', 'loss', '--out', tmp_path/'x.csv')
     assert r.returncode == 2 and 'needs a trained model' in r.stderr and r.stderr.count('\n') == 1, r.stderr
     (tmp_path/'bad.csv').write_text('file,action\nb/a-0003.png,accept\n')
-    r = run_cli('clean', data, '--apply', tmp_path/'bad.csv')
+    r = run_main('clean', data, '--apply', tmp_path/'bad.csv')
     assert r.returncode == 2 and 'no suggested label' in r.stderr
-    r = run_cli('review', data, '--weights', 'none', '--out', tmp_path/'x.csv')
+    r = run_main('review', data, '--weights', 'none', '--out', tmp_path/'x.csv')
     assert r.returncode == 2 and 'pretrained body' in r.stderr and r.stderr.count('\n') == 1, r.stderr

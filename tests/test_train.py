@@ -11,7 +11,7 @@ from cloud_classifier.evaluate import classification_metrics, evaluate
 from cloud_classifier.train import fit_recipe, train_model
 from cloud_classifier.cli import main
 import fastai.vision.learner as fvl
-from conftest import run_cli, CLI
+from conftest import run_cli, run_main, CLI
 
 SMALL = dict(size=32, bs=8, item_tfms='resize', batch_tfms=None)
 
@@ -103,9 +103,9 @@ def test_train_then_evaluate_command(image_set, tmp_path):
     assert {k for k in res} >= {'n', 'accuracy', 'error_rate', 'per_class', 'confusion', 'most_confused'}
 
 def test_bad_inputs_get_one_line_messages(image_set, tmp_path):
-    r = run_cli('train', tmp_path/'nowhere', '--weights', 'none')
+    r = run_main('train', tmp_path/'nowhere', '--weights', 'none')
     assert r.returncode == 2 and r.stderr.startswith('error: data folder') and r.stderr.count('\n') == 1
-    r = run_cli('train', image_set, '--weights', 'none', '--classes', 'Cu', 'Stratus')
+    r = run_main('train', image_set, '--weights', 'none', '--classes', 'Cu', 'Stratus')
     assert r.returncode == 2 and 'class Stratus not found' in r.stderr
     (image_set/'Cu'/'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
     with pytest.raises(UserError, match=r'1 image\(s\) in .* cannot be read, e.g. .*broken.jpg'):
@@ -140,7 +140,7 @@ def test_numbers_are_checked_before_any_work(image_set, tmp_path, capsys, cmd, o
 def test_a_set_smaller_than_a_batch_is_refused_before_any_work(image_set, tmp_path):
     "36 photos with --bs 32: the training split holds no full batch, so fastai would train nothing and export anyway."
     out = tmp_path/'models'
-    r = run_cli('train', image_set, '--out', out, '--weights', 'none', '--size', '32', '--bs', '32')
+    r = run_main('train', image_set, '--out', out, '--weights', 'none', '--size', '32', '--bs', '32')
     assert r.returncode == 2 and r.stderr.count('\n') == 1, r.stderr
     assert r.stderr.startswith('error: the training split has 29 images, fewer than one full batch of 32') and '--bs 29 or less' in r.stderr
     assert not out.exists()
@@ -156,7 +156,7 @@ def test_a_class_too_small_for_both_splits_is_refused(image_set, tmp_path):
 
 def test_a_diverging_loss_stops_the_run_and_nothing_is_exported(image_set, tmp_path):
     out = tmp_path/'models'
-    r = run_cli('train', image_set, '--out', out, '--weights', 'none', '--arch', 'resnet18', '--size', '32', '--bs', '8',
+    r = run_main('train', image_set, '--out', out, '--weights', 'none', '--arch', 'resnet18', '--size', '32', '--bs', '8',
                 '--epochs-frozen', '1', '--epochs', '0', '--lr', '1e30')
     assert r.returncode == 2 and r.stderr.count('\n') == 1, r.stderr
     assert r.stderr.startswith('error: the training loss became') and 'training diverged' in r.stderr and '--lr' in r.stderr
