@@ -272,8 +272,9 @@ def _evaluate(args):
          epilog='The check is written into the model card; export.pkl is not changed.')
 def _cloud_check(args):
     from cloud_classifier.package import add_model_cloud_check
+    from cloud_classifier.card import CARD_NAME, model_dir
     cc = add_model_cloud_check(args.model, args.data, check_hash=not args.no_hash_check, bs=args.bs)
-    card = (args.model if args.model.is_dir() else args.model.parent)/'model_card.json'
+    card = model_dir(args.model)/CARD_NAME
     print(f"cloud check ({cc['method']}) fitted on {cc['n_train']} training photos; its threshold keeps {cc['keep']:.1%} "
           f"of {cc['n_valid']} validation photos; written to {card}")
 

@@ -16,7 +16,8 @@ import fastai.vision.learner as fv_learner
 from .core import Recipe, UserError, check
 
 # %% auto #0
-__all__ = ['ARCHS', 'get_arch', 'imagenet_state_dict', 'read_state_dict', 'load_body_weights', 'is_scratch', 'make_learner']
+__all__ = ['ARCHS', 'get_arch', 'imagenet_state_dict', 'read_state_dict', 'load_body_weights', 'is_scratch', 'load_pretrained',
+           'make_learner']
 
 # %% ../nbs/13_learner.ipynb #c92023cc
 def _mobilenet_v2_split(m): return L(m[0][0][:10], m[0][0][10:], m[1:]).map(params)
@@ -105,6 +106,16 @@ def _add_imagenet_norm(dls):
     if not dls.after_batch.fs.filter(lambda t: isinstance(t, Normalize)):
         dls.add_tfms([Normalize.from_stats(*imagenet_stats)], 'after_batch')
 
+def load_pretrained(body, # the body of a fastai vision model (or `create_body`'s) for `arch`
+                    arch:str, # torchvision model name
+                    weights:str|Path, # "imagenet" (torchvision's download) or a local state-dict file (offline)
+                   )->str:
+    "Load pretrained `weights` into `body`; return where they came from."
+    if str(weights).lower() == 'imagenet': sd, src = imagenet_state_dict(arch), f'ImageNet {arch} weights'
+    else: sd, src = read_state_dict(weights), str(weights)
+    load_body_weights(body, sd, [n for n, _ in get_arch(arch)(weights=None).named_children()], src)
+    return src
+
 def make_learner(dls, # `DataLoaders`, e.g. from `cloud_dataloaders`
                  arch:str=Recipe.arch, # torchvision model name
                  weights:str|Path|None=Recipe.weights, # "imagenet", a local state-dict file, or None for scratch
@@ -117,15 +128,11 @@ def make_learner(dls, # `DataLoaders`, e.g. from `cloud_dataloaders`
     fn = get_arch(arch)
     if label_smoothing: kwargs.setdefault('loss_func', LabelSmoothingCrossEntropyFlat(eps=label_smoothing))
     pretrained = not is_scratch(weights)
-    sd = None
-    if pretrained:
-        if str(weights).lower() == 'imagenet': sd, src = imagenet_state_dict(arch), f'ImageNet {arch} weights'
-        else: sd, src = read_state_dict(weights), str(weights)
     # fastai would download the weights itself; we build an empty model and load them, the same for both sources
     learn = vision_learner(dls, fn, pretrained=False, normalize=False,
                            metrics=[accuracy, error_rate] if metrics is None else metrics, **kwargs)
     if pretrained:
-        load_body_weights(learn.model[0], sd, [n for n, _ in fn(weights=None).named_children()], src)
+        load_pretrained(learn.model[0], arch, weights)
         _add_imagenet_norm(dls)
         learn.freeze()
     if channels_last: learn.to_channelslast(use_amp=False)  # no mixed precision: a CPU has no fp16 speed-up

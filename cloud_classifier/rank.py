@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
-from .core import defaults, check
+from .core import defaults, check, Recipe
 from .genera import class_name
 from .images import file_sha256, open_image, BadImage
 from .files import atomic_write
@@ -37,19 +37,18 @@ class Body:
 # %% ../nbs/40_rank.ipynb #9d8ad6eb
 def _size(size)->tuple: return tuple(size) if isinstance(size, (tuple, list)) else (int(size), int(size))
 
-def pretrained_body(arch:str='resnet34', # torchvision model name, as `train` takes it
-                    weights:str|Path='imagenet', # "imagenet" (torchvision download) or a local state-dict file (offline)
+def pretrained_body(arch:str=Recipe.arch, # torchvision model name, as `train` takes it
+                    weights:str|Path=Recipe.weights, # "imagenet" (torchvision download) or a local state-dict file (offline)
                     size:int|tuple=defaults.size, # image side the body sees
                    )->Body:
     "The frozen pretrained body of `arch`, cut where fastai cuts it for a learner, with the weights `train` would load."
     from fastai.vision.learner import create_body, model_meta
-    from cloud_classifier.learner import get_arch, imagenet_state_dict, read_state_dict, load_body_weights, is_scratch
+    from cloud_classifier.learner import get_arch, load_pretrained, is_scratch
     check(not is_scratch(weights), "ranking needs a pretrained body: give --weights imagenet or a local weights file")
     fn = get_arch(arch)
-    if str(weights).lower() == 'imagenet': sd, src, wid = imagenet_state_dict(arch), f'ImageNet {arch} weights', 'imagenet'
-    else: sd, src, wid = read_state_dict(weights), str(weights), 'w' + file_sha256(weights)[:12]
     body = create_body(fn(weights=None), pretrained=False, cut=model_meta.get(fn, {}).get('cut'))
-    load_body_weights(body, sd, [n for n, _ in fn(weights=None).named_children()], src)
+    load_pretrained(body, arch, weights)
+    wid = 'imagenet' if str(weights).lower() == 'imagenet' else 'w' + file_sha256(weights)[:12]
     s = _size(size)
     return Body(body.eval(), s, *IMAGENET_STATS, f'{arch}-{wid}-{s[0]}x{s[1]}')
 
@@ -218,8 +217,8 @@ def label_queue(names:list, # each photo's name in the queue (e.g. its path rela
 def rank_folder(data:Path, # folder holding one sub-folder per class
                 model:Path|None=None, # an exported model whose body gives the features; the pretrained body when None
                 body:Body|None=None, # or a body already made (e.g. `learner_body(learn)`)
-                arch:str='resnet34', # without a model: torchvision model name, as `train` takes it
-                weights:str|Path='imagenet', # without a model: "imagenet" or a local state-dict file
+                arch:str=Recipe.arch, # without a model: torchvision model name, as `train` takes it
+                weights:str|Path=Recipe.weights, # without a model: "imagenet" or a local state-dict file
                 size:int=defaults.size, # without a model: image side the body sees
                 folds:int=5, # out-of-fold splits
                 C:float=0.002, # inverse L2 strength of the logistic regression
