@@ -19,7 +19,7 @@ from .files import atomic_write
 from .card import read_card, write_card
 
 # %% auto #0
-__all__ = ['learner_globals', 'check_exportable', 'export_model', 'load_model']
+__all__ = ['learner_globals', 'check_exportable', 'image_size', 'normalization', 'export_model', 'load_model']
 
 # %% ../nbs/22_export.ipynb #bebd97f5
 class _GlobalsPickler(pickle.Pickler):
@@ -62,12 +62,16 @@ def _versions()->dict:
     return dict(python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
                 fastai=fastai.__version__, cloud_classifier=cloud_classifier.__version__)
 
-def _image_size(learn):
+def image_size(learn # a fastai vision learner
+              )->list|None:
+    "The [height, width] its validation images are resized to, or None."
     for t in learn.dls.after_item.fs:
         if isinstance(t, (Resize, RandomResizedCrop)): return list(t.size)
     return None
 
-def _normalization(learn):
+def normalization(learn # a fastai vision learner
+                 )->dict|None:
+    "The mean and std its batches are normalised with, or None."
     for t in learn.dls.after_batch.fs:
         if isinstance(t, Normalize):
             return dict(mean=[float(v) for v in t.mean.flatten()], std=[float(v) for v in t.std.flatten()])
@@ -88,7 +92,7 @@ def export_model(learn, # a trained learner
     atomic_write(fname, writer=learn.export)
     card = dict(classes=[str(c) for c in learn.dls.vocab], arch=getattr(learn, 'arch_name', getattr(learn.arch, '__name__', str(learn.arch))),
                 pretrained=getattr(learn, 'pretrained', None), weights=getattr(learn, 'weights', None),
-                image_size=_image_size(learn), normalization=_normalization(learn), metrics=metrics or {},
+                image_size=image_size(learn), normalization=normalization(learn), metrics=metrics or {},
                 data=data or {}, versions=_versions(), export_file=name, export_sha256=file_sha256(fname),
                 created_at=datetime.now(timezone.utc).isoformat(timespec='seconds'), training_args=args or {})
     write_card(out_dir, card)

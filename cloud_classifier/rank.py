@@ -71,9 +71,10 @@ def learner_body(learn # a fastai learner whose model's first part maps images t
                 )->Body:
     "The body of a learner in memory, with the size and normalisation of its DataLoaders; keyed by a hash of its weights."
     import hashlib
-    from fastai.vision.all import Normalize, Resize, RandomResizedCrop
-    size = next((tuple(t.size) for t in learn.dls.after_item.fs if isinstance(t, (Resize, RandomResizedCrop))), _size(defaults.size))
-    norm = next(((t.mean.flatten().tolist(), t.std.flatten().tolist()) for t in learn.dls.after_batch.fs if isinstance(t, Normalize)), NO_NORM)
+    from cloud_classifier.export import image_size, normalization
+    size = _size(image_size(learn) or defaults.size)
+    n = normalization(learn)
+    norm = (n['mean'], n['std']) if n else NO_NORM
     body = learn.model[0].eval()
     h = hashlib.sha256()
     for v in body.state_dict().values(): h.update(v.detach().cpu().numpy().tobytes())
