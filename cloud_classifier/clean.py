@@ -439,7 +439,7 @@ def _caption(self:CloudCleaner, k:str)->str:
     if k in self.queue:
         q = self.queue[k]
         lines += [f"score {float(q['score']):.2f}, suggested {e(str(q['suggested']))}", f"<i>{e(str(q['reason']))}</i>"]
-    return '<div style="font-size:12px;line-height:1.35;word-break:break-all">' + '<br>'.join(lines) + '</div>'
+    return '<div style="font-size:12px;line-height:1.35;overflow-wrap:anywhere">' + '<br>'.join(lines) + '</div>'
 
 @patch
 def _show(self:CloudCleaner):
@@ -592,7 +592,7 @@ def apply(self:CloudCleaner, path:Path|None=None # the data folder; the cleaner'
             loss = -math.log(max(float(p['probs'][self.vocab.index(c)]), 1e-12)) if c in self.vocab else None
             self.photos[str(f)] = dict(p, file=f, label=c, loss=loss)
         dels = sum(c is None for c in dest.values())
-        self.status.value = (f"Round {s['id']} applied: {s['moves']} move(s), {dels} deleted (into {data/'.trash'/str(s['id'])}), "
+        self.status.value = (f"Round {s['id']} applied: {s['moves']} move(s), {dels} deleted (into {data.name}/.trash/{s['id']}), "
                              f"{len(dest) - dels} relabelled. Undo puts them back.")
     self.marks = {}
     self._refresh()
