@@ -344,17 +344,24 @@ def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with
 # %% ../nbs/41_clean.ipynb #de290ea7
 SPLITS = ('Train', 'Valid')  # the cleaner's views of a learner's data, as fastai names them
 
-def _predictions(learn)->dict:
-    "Resolved path -> the photo's file, split, label, class probabilities and loss: one `get_preds` per split."
-    vocab, out = list(learn.dls.vocab), {}
+def _predictions(learn)->tuple[dict, list]:
+    "Resolved path -> the photo's file, split, label, class probabilities and loss (one `get_preds` a split); and the files that are no photos."
+    from cloud_classifier.images import check_image
+    vocab, out, bad = list(learn.dls.vocab), {}, []
     for i, split in enumerate(SPLITS):
         dl = learn.dls[i].new(shuffle=False, drop_last=False)
-        if not len(dl.dataset): continue
-        probs, targs, losses = learn.get_preds(dl=dl, with_loss=True)
-        for f, p, t, l in zip(dl.dataset.items, probs, targs, losses):
+        items = list(dl.dataset.items)
+        if not items: continue
+        try: probs, targs, losses = learn.get_preds(dl=dl, with_loss=True)
+        except BadImage:  # a file that is no photo stops the batches: look for it only then, and score the others
+            bad += [Path(f) for f in items if check_image(f)]
+            items = [f for f in items if Path(f) not in bad]
+            if not items: continue
+            probs, targs, losses = learn.get_preds(dl=learn.dls.test_dl(items, with_labels=True), with_loss=True)
+        for f, p, t, l in zip(items, probs, targs, losses):
             f = Path(f).resolve()
             out[str(f)] = dict(file=f, split=split, label=str(vocab[int(t)]), probs=p.numpy(), loss=float(l))
-    return out
+    return out, bad
 
 # %% ../nbs/41_clean.ipynb #b555e994
 class CloudCleaner:
@@ -380,7 +387,8 @@ class CloudCleaner:
         if not hasattr(builtins, 'display') and not hasattr(fw, 'display'):
             from IPython.display import display
             fw.display = display
-        self.photos = _predictions(learn)
+        self.photos, bad = _predictions(learn)
+        check(self.photos, f"none of the learner's {len(bad)} files can be read as a photo, e.g. {bad[0] if bad else ''}")
         roots = {p['file'].parent.parent for p in self.photos.values()}
         check(path or len(roots) == 1, f"the learner's images are in {len(roots)} data folders: pass the one to clean as path=")
         self.path = Path(path or roots.pop()).resolve()
@@ -390,8 +398,12 @@ class CloudCleaner:
             self.queue = {str((self.path/r['file']).resolve()): r for r in rank_folder(self.path, body=learner_body(learn), bs=bs)}
         self._pos = {f: k for k, f in enumerate(self.queue)}
         self.marks, self.rounds, self._extra, self._page, self._keys, self._showing = {}, [], [], 0, [], False
+        self.skipped = sorted(Path(f).resolve().relative_to(self.path).as_posix() for f in bad)  # files that are no photos, left out
         self.iw = fw.ImagesCleaner(self.vocab, **kwargs)
         self._build()
+        if self.skipped:
+            self.status.value = html.escape(f"Left out {len(self.skipped)} file(s) that cannot be read as photos: {', '.join(self.skipped[:10])}"
+                                            + (f' and {len(self.skipped) - 10} more' if len(self.skipped) > 10 else ''))
         self._refresh()
 
     def _build(self):

@@ -577,3 +577,8 @@ def test_review_and_cleaner_work_on_a_model_made_by_train(tmp_path, monkeypatch)
     assert s['moves'] == 1 and not Path(gone).exists()
     undo_round(data)
     assert tree(data) == original
+    # a file that is no photo, put there after training: left out of the views, and said so
+    (data/'St'/'notes.jpg').write_text('a text file, not a photo')
+    cleaner = CloudCleaner(model, path=data, rank='loss')
+    assert cleaner.skipped == ['St/notes.jpg'] and cleaner.status.value == 'Left out 1 file(s) that cannot be read as photos: St/notes.jpg'
+    assert len(cleaner.photos) == 36
