@@ -6,21 +6,23 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/clean.html.md"""
 
 # %% ../nbs/41_clean.ipynb #0df9c4ca
 from __future__ import annotations
-import base64, csv, html, io, os
+import base64, csv, html, io, math, os, sys
 from dataclasses import dataclass
 from pathlib import Path
+from fastcore.basics import patch
 from .core import UserError, check, Recipe
 from .genera import class_name, find_genus
 from .images import image_files, open_image, BadImage
 from .files import atomic_write, write_csv, check_writable
 from .journal import Journal
 from .manifest import MANIFEST, manifest_values, sync_manifest
-from .rank import RANKINGS
+from .rank import RANKINGS, UNREADABLE
 
 # %% auto #0
-__all__ = ['ACTIONS', 'REVIEW_COLUMNS', 'class_folders', 'target_class', 'Move', 'check_decisions', 'read_decisions',
-           'apply_decisions', 'undo_round', 'finish_round', 'cleaning_status', 'status_table', 'review_table',
-           'ranked_table', 'label_conflicts', 'contact_sheet', 'review', 'CloudCleaner', 'apply_cleaner']
+__all__ = ['ACTIONS', 'REVIEW_COLUMNS', 'ORDERS', 'SPLITS', 'class_folders', 'target_class', 'Move', 'check_decisions',
+           'read_decisions', 'apply_decisions', 'undo_round', 'finish_round', 'cleaning_status', 'status_table',
+           'review_table', 'ranked_table', 'label_conflicts', 'contact_sheet', 'review', 'CloudCleaner',
+           'apply_cleaner']
 
 # %% ../nbs/41_clean.ipynb #88d3b133
 ACTIONS = ('keep', 'delete', 'accept')  # accept: take the row's suggested label
@@ -192,6 +194,8 @@ def status_table(rounds:list[dict] # from `cleaning_status`
     return '\n'.join('  '.join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows)
 
 # %% ../nbs/41_clean.ipynb #87012755
+ORDERS = dict(oof='most likely wrong label first', loss='highest loss first')  # how each ranking orders the photos
+
 def _load_model(path:Path, # an `export.pkl`, or the folder holding it
                 check_hash:bool=True, # refuse an export whose sha256 differs from its model card's
                ):
@@ -206,12 +210,15 @@ def review_table(learn, # a fastai Learner (e.g. from `load_learner`)
                  top:int|None=None, # keep the `top` highest-loss photos; all when None
                  bs:int=64, # batch size
                  also:list|None=None, # files to list whatever their loss (e.g. label conflicts)
+                 records:list|None=None, # `dedupe.image_records(data)`, when already made: only the photos it holds are scored
                 )->list[dict]:
     "Review rows (`REVIEW_COLUMNS`) for the photos of `data`, highest loss first."
     data = Path(data).resolve()
     vocab = list(learn.dls.vocab)
     from cloud_classifier.data import list_classes
-    files = [f for fs in list_classes(data).values() for f in fs if _known(f, vocab)]
+    from cloud_classifier.dedupe import image_records
+    readable = {str(r.path) for r in (image_records(data) if records is None else records)}  # a file that is no photo stops the model's batches
+    files = [f for fs in list_classes(data).values() for f in fs if _known(f, vocab) and str(f) in readable]
     check(files, f"no photos in {data} belong to the model's classes ({', '.join(map(str, vocab))})")
     dl = learn.dls.test_dl(files, with_labels=True, bs=bs)
     probs, targs, losses = learn.get_preds(dl=dl, with_loss=True)
@@ -242,11 +249,12 @@ def ranked_table(data:Path, # folder holding one sub-folder per class
     return rows[:top] if top else rows
 
 # %% ../nbs/41_clean.ipynb #5984d3c8
-def label_conflicts(data:Path # folder holding one sub-folder per class
+def label_conflicts(data:Path, # folder holding one sub-folder per class
+                    records:list|None=None, # `dedupe.image_records(data)`, when already made
                    )->list[Path]:
     "Files whose duplicates or near-duplicates sit in another class, as the dedupe stage finds them."
     from cloud_classifier.dedupe import find_duplicates
-    return [r.path for g in find_duplicates(data) if g.conflict for r in g.files]
+    return [r.path for g in find_duplicates(data, records=records) if g.conflict for r in g.files]
 
 # %% ../nbs/41_clean.ipynb #9c141f80
 def _thumb(p:Path, side:int=160)->str:
@@ -255,29 +263,45 @@ def _thumb(p:Path, side:int=160)->str:
     b = io.BytesIO(); im.save(b, 'JPEG', quality=80)
     return 'data:image/jpeg;base64,' + base64.b64encode(b.getvalue()).decode()
 
+def _caption_html(r:dict)->str:
+    "A review row's fields for the contact sheet: file, label, guess and probability, loss; score, suggestion and reason when present."
+    e, num = html.escape, lambda v: f'{float(v):.2f}' if v not in (None, '') else '-'
+    lines = [f"<code>{e(r['file'])}</code>", f"label <b>{e(str(r['label']))}</b>",
+             f"guess <b>{e(str(r.get('predicted') or ''))}</b> ({num(r.get('probability'))})", f"loss {num(r.get('loss'))}"]
+    if r.get('score') not in (None, '') or r.get('suggested'):
+        lines.append(f"score {num(r.get('score'))}, suggested <b>{e(str(r.get('suggested') or ''))}</b>")
+    if r.get('reason'): lines.append(e(str(r['reason'])))
+    return '<br>'.join(lines)
+
 def contact_sheet(rows:list[dict], # review rows
                   data:Path, # the data folder the rows' files are in
                   out:Path, # the HTML file to write
                   conflicts:set=frozenset(), # files (relative) to mark as label conflicts
-                  order:str='most likely wrong label first', # how the rows are ordered, for the title
+                  order:str=ORDERS['oof'], # how the rows are ordered, for the title
+                  skipped:list=(), # files (relative) left out because they cannot be read as photos
                  )->Path:
-    "Write a static HTML contact sheet of the review rows: thumbnail, label, score, suggested label, reason."
+    "Write a static HTML contact sheet of the review rows: thumbnail, file, label, guess, loss, score, suggested label, reason."
     e = html.escape
     cards = []
     for r in rows:
         src = _thumb(Path(data)/r['file'])
         note = '<br><b>label conflict</b>' if r['file'] in conflicts else ''
-        cards.append(f"""<figure><img src="{src}" alt="{e(r['file'])}"><figcaption><code>{e(r['file'])}</code><br>
-label <b>{e(str(r['label']))}</b> (score {float(r.get('score') or 0):.2f}), suggested <b>{e(str(r.get('suggested') or r['predicted']))}</b>
-({float(r['probability']):.2f})<br>{e(str(r.get('reason') or ''))}{note}</figcaption></figure>""")
+        cards.append(f"""<figure><img src="{src}" alt="{e(r['file'])}"><figcaption>{_caption_html(r)}{note}</figcaption></figure>""")
+    skip = (f"<p class=\"skipped\">Left out, because they cannot be read as photos: {', '.join(f'<code>{e(f)}</code>' for f in skipped)}.</p>"
+            if skipped else '')
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>review of {e(str(data))}</title>
 <style>body{{font-family:sans-serif}} figure{{display:inline-block;width:180px;margin:6px;vertical-align:top;font-size:12px}}
 img{{max-width:160px;max-height:160px}} code{{word-break:break-all}}</style></head><body>
 <h1>{len(rows)} photos to review, {e(order)}</h1>
 <p>Set <code>action</code> in the CSV to <code>keep</code>, <code>delete</code>, <code>accept</code> (take the suggested label) or a class, then run
-<code>cloud-classifier clean {e(str(data))} --apply FILE.csv</code>.</p>
+<code>cloud-classifier clean {e(str(data))} --apply FILE.csv</code>.</p>{skip}
 {''.join(cards)}</body></html>"""
     return atomic_write(out, page)
+
+def _skipped_line(skipped:list, out:Path)->str:
+    "One line naming the files a review left out (the first ten, then how many more)."
+    names = ', '.join(skipped[:10]) + (f' and {len(skipped) - 10} more' if len(skipped) > 10 else '')
+    return f'skipped {len(skipped)} file(s) that cannot be read as photos (left out of {out}): {names}'
 
 def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with the pretrained body (`arch`, `weights`)
            data:Path, # folder holding one sub-folder per class
@@ -290,37 +314,66 @@ def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with
            weights:str|Path=Recipe.weights, # without a model: "imagenet" or a local state-dict file (offline)
            size:int|None=None, # without a model: image side the body sees (the library's default when None)
           )->list[dict]:
-    "Write a review CSV (action preset to keep) and its HTML contact sheet, most likely wrong label first (or highest loss)."
+    "Write a review CSV (action preset to keep) and its HTML contact sheet, most likely wrong label first (or highest loss); files that are no photos are left out and named on stderr."
     data = Path(data).resolve()
     check(data.is_dir(), f'data folder {data} does not exist: give the folder that holds one sub-folder per class')
     check_writable(out); check_writable(Path(out).with_suffix('.html'))  # before minutes of ranking, not after
     check(rank in RANKINGS, f"unknown ranking {rank!r}: use 'oof' (most likely wrong label first) or 'loss' (the model's highest loss first)")
     check(rank == 'oof' or model is not None, "ranking by loss needs a trained model: give MODEL, or rank='oof' (--rank oof) to rank without one")
-    conflicts = label_conflicts(data)
+    from cloud_classifier.data import list_classes
+    from cloud_classifier.dedupe import image_records
+    recs = image_records(data)  # the readable photos, hashed once: for the conflicts, the ranking and the files left out
+    readable = {str(r.path) for r in recs}
+    skipped = {f.relative_to(data).as_posix() for fs in list_classes(data).values() for f in fs if str(f) not in readable}
+    conflicts = {Path(f).resolve().relative_to(data).as_posix() for f in label_conflicts(data, recs)}
     if rank == 'loss':
-        rows = review_table(_load_model(model, check_hash), data, top, bs, also=conflicts)
-        order = 'highest loss first'
+        rows = review_table(_load_model(model, check_hash), data, top, bs, also=[data/f for f in conflicts], records=recs)
     else:
         body = {} if model is not None else dict(arch=arch, weights=weights) | (dict(size=size) if size else {})
-        rows = ranked_table(data, model, None, bs, check_hash, **body)
+        rows = ranked_table(data, model, None, bs, check_hash, records=recs, **body)
+        skipped |= {r['file'] for r in rows if r['reason'] == UNREADABLE}  # also those the body could not read
+        rows = [r for r in rows if r['file'] not in skipped]
         keep = rows[:top] if top else rows
-        extra = {Path(f).resolve().relative_to(data).as_posix() for f in conflicts}
-        rows = keep + [r for r in rows[len(keep):] if r['file'] in extra]
-        order = 'most likely wrong label first'
+        rows = keep + [r for r in rows[len(keep):] if r['file'] in conflicts]
+    skipped = sorted(skipped)
+    if skipped: print(_skipped_line(skipped, out), file=sys.stderr)
     write_csv(out, rows, REVIEW_COLUMNS)
-    contact_sheet(rows, data, Path(out).with_suffix('.html'), {Path(f).resolve().relative_to(data).as_posix() for f in conflicts}, order)
+    contact_sheet(rows, data, Path(out).with_suffix('.html'), conflicts, ORDERS[rank], skipped)
     return rows
 
-# %% ../nbs/41_clean.ipynb #d95b9a23
+# %% ../nbs/41_clean.ipynb #de290ea7
+SPLITS = ('Train', 'Valid')  # the cleaner's views of a learner's data, as fastai names them
+
+def _predictions(learn)->tuple[dict, list]:
+    "Resolved path -> the photo's file, split, label, class probabilities and loss (one `get_preds` a split); and the files that are no photos."
+    from cloud_classifier.images import check_image
+    vocab, out, bad = list(learn.dls.vocab), {}, []
+    for i, split in enumerate(SPLITS):
+        dl = learn.dls[i].new(shuffle=False, drop_last=False)
+        items = list(dl.dataset.items)
+        if not items: continue
+        try: probs, targs, losses = learn.get_preds(dl=dl, with_loss=True)
+        except BadImage:  # a file that is no photo stops the batches: look for it only then, and score the others
+            bad += [Path(f) for f in items if check_image(f)]
+            items = [f for f in items if Path(f) not in bad]
+            if not items: continue
+            probs, targs, losses = learn.get_preds(dl=learn.dls.test_dl(items, with_labels=True), with_loss=True)
+        for f, p, t, l in zip(items, probs, targs, losses):
+            f = Path(f).resolve()
+            out[str(f)] = dict(file=f, split=split, label=str(vocab[int(t)]), probs=p.numpy(), loss=float(l))
+    return out, bad
+
+# %% ../nbs/41_clean.ipynb #b555e994
 class CloudCleaner:
-    "fastai's `ImageClassifierCleaner`, whose decisions persist across views and are applied safely in one call."
+    "A cleaning widget on fastai's `ImagesCleaner`: marks persist across views, each photo shows the model's view of it, Apply and Undo run journaled rounds."
     def __init__(self, learn, # a fastai Learner on a folder-per-class data set, or an exported model (export.pkl or its folder)
                  path:Path|None=None, # the data folder (needed with an exported model); the one folder holding the items' class folders when None
                  check_hash:bool=True, # with an exported model: refuse one whose sha256 differs from its model card's
                  bs:int=64, # with an exported model: batch size for scoring the photos
                  rank:str='oof', # 'oof': most likely wrong label first (`cloud_classifier.rank`); 'loss': fastai's highest loss first
-                 **kwargs, # passed to `ImageClassifierCleaner` (height, width, max_n)
+                 **kwargs, # passed to fastai's `ImagesCleaner` (height, width of the thumbnails; max_n photos a page)
                 ):
+        check(rank in RANKINGS, f"unknown ranking {rank!r}: use 'oof' (most likely wrong label first) or 'loss' (highest loss first)")
         if isinstance(learn, (str, Path)):
             check(path is not None, f"give the data folder to clean with the model: CloudCleaner({str(learn)!r}, path=DATA)")
             from cloud_classifier.package import load_with_data
@@ -330,72 +383,245 @@ class CloudCleaner:
               "CloudCleaner('models/export.pkl', path=DATA)")
         # imported here, not at the top: the command line imports this module and needs no widgets
         import builtins, fastai.vision.widgets as fw
-        from fastai.vision.widgets import ImageClassifierCleaner, Label, VBox
         # fastai's widgets call IPython's builtin `display`, which only a kernel defines: give it one in scripts and tests
         if not hasattr(builtins, 'display') and not hasattr(fw, 'display'):
             from IPython.display import display
             fw.display = display
-        self.marks, self._showing = {}, False
-        self.fastai = c = ImageClassifierCleaner(learn, **kwargs)
-        for dd in (c.dd_cats, c.dd_ds):  # our view change replaces fastai's, which drops the marks (fastai#3084)
-            dd.unobserve(c.on_change_ds, 'value'); dd.observe(self.on_change_ds, 'value')
-        self.dd_cats, self.dd_ds, self.iw = c.dd_cats, c.dd_ds, c.iw
-        roots = {Path(o[0]).resolve().parent.parent for iwi in c.iwis for o in iwi}
+        self.photos, bad = _predictions(learn)
+        check(self.photos, f"none of the learner's {len(bad)} files can be read as a photo, e.g. {bad[0] if bad else ''}")
+        roots = {p['file'].parent.parent for p in self.photos.values()}
         check(path or len(roots) == 1, f"the learner's images are in {len(roots)} data folders: pass the one to clean as path=")
-        self.path = Path(path or roots.pop())
-        check(rank in RANKINGS, f"unknown ranking {rank!r}: use 'oof' (most likely wrong label first) or 'loss' (highest loss first)")
-        self.queue = {}
+        self.path = Path(path or roots.pop()).resolve()
+        self.vocab, self.rank, self.queue = [str(v) for v in learn.dls.vocab], rank, {}
         if rank == 'oof':
             from cloud_classifier.rank import rank_folder, learner_body
-            q = rank_folder(self.path, body=learner_body(learn), bs=bs)
-            self.queue = {str((self.path/r['file']).resolve()): r for r in q}
-            pos = {f: -k for k, f in enumerate(self.queue)}
-            # fastai's views sort by the third field, highest first: the queue position (negated) takes the loss's place
-            c.iwis = tuple([(o[0], o[1], pos.get(str(Path(o[0]).resolve()), -len(pos))) for o in iwi] for iwi in c.iwis)
-        self.pending = Label()
-        self.widget = VBox([c.dd_cats, c.dd_ds, self.pending, c.iw.widget])
-        self.on_change_ds()
+            self.queue = {str((self.path/r['file']).resolve()): r for r in rank_folder(self.path, body=learner_body(learn), bs=bs)}
+        self._pos = {f: k for k, f in enumerate(self.queue)}
+        self.marks, self.rounds, self._extra, self._page, self._keys, self._showing = {}, [], [], 0, [], False
+        self.skipped = sorted(Path(f).resolve().relative_to(self.path).as_posix() for f in bad)  # files that are no photos, left out
+        self.iw = fw.ImagesCleaner(self.vocab, **kwargs)
+        self._build()
+        if self.skipped:
+            self.status.value = html.escape(f"Left out {len(self.skipped)} file(s) that cannot be read as photos: {', '.join(self.skipped[:10])}"
+                                            + (f' and {len(self.skipped) - 10} more' if len(self.skipped) > 10 else ''))
+        self._refresh()
+
+    def _build(self):
+        "Make the controls, with the CSS classes a browser test finds them by."
+        from ipywidgets import Button, Dropdown, HBox, HTML, Label, Layout, VBox
+        self.dd_cats = Dropdown(options=self.vocab, description='label')
+        self.dd_ds = Dropdown(options=SPLITS, description='split')
+        self.dd_page = Dropdown(options=[('all', 0)], description='photos')
+        self.order = HTML(f'Photos in each view: <b>{ORDERS[self.rank]}</b>.')
+        self.pending, self.status = Label(), HTML()
+        self.apply_button = Button(button_style='primary', icon='check', layout=Layout(width='auto'))
+        self.undo_button = Button(icon='undo', layout=Layout(width='auto'))
+        for w, c in [(self.dd_cats, 'cc-label'), (self.dd_ds, 'cc-split'), (self.dd_page, 'cc-page'), (self.order, 'cc-order'),
+                     (self.pending, 'cc-pending'), (self.status, 'cc-status'), (self.apply_button, 'cc-apply'),
+                     (self.undo_button, 'cc-undo'), (self.iw.widget, 'cc-photos')]: w.add_class(c)
+        # fastai's grid is a one-row carousel that scrolls sideways; wrapping shows every photo of the page
+        self.iw.widget.layout.flex_flow, self.iw.widget.layout.overflow = 'row wrap', 'visible'
+        for dd in (self.dd_cats, self.dd_ds): dd.observe(self.on_change_ds, 'value')
+        self.dd_page.observe(self._turn_page, 'value')
+        self.apply_button.on_click(lambda b: self._report(self.apply))
+        self.undo_button.on_click(lambda b: self._report(self.undo))
+        self.widget = VBox([HBox([self.dd_cats, self.dd_ds, self.dd_page]), self.order, self.pending, self.iw.widget,
+                            HBox([self.apply_button, self.undo_button]), self.status]).add_class('cc-cleaner')
 
     def _ipython_display_(self):
         from IPython.display import display
         display(self.widget)
 
-    def on_change_ds(self, change=None):
-        "Show the chosen category and Train/Valid view, with the marks made earlier put back."
+# %% ../nbs/41_clean.ipynb #8b28d96d
+@patch
+def _view(self:CloudCleaner)->list[str]:
+    "The photos (keys of `photos`) of the chosen label and split, in the ranking's order."
+    keys = [k for k, p in self.photos.items() if p['label'] == self.dd_cats.value and p['split'] == self.dd_ds.value]
+    def by_loss(k): l = self.photos[k]['loss']; return (l is None, -(l or 0))  # no loss (a class the model lacks): last
+    if self.rank == 'oof': return sorted(keys, key=lambda k: (self._pos.get(k, len(self._pos)), *by_loss(k)))
+    return sorted(keys, key=by_loss)
+
+@patch
+def _caption(self:CloudCleaner, k:str)->str:
+    "HTML under a photo: file name, label, the model's guess and probability, loss; the queue's score, suggestion and reason."
+    p, e = self.photos[k], html.escape
+    i = int(p['probs'].argmax())
+    lines = [f"<b>{e(p['file'].name)}</b>", f"label {e(p['label'])}", f"guess {e(self.vocab[i])} ({float(p['probs'][i]):.2f})",
+             'loss ' + ('-' if p['loss'] is None else f"{p['loss']:.2f}")]
+    if k in self.queue:
+        q = self.queue[k]
+        lines += [f"score {float(q['score']):.2f}, suggested {e(str(q['suggested']))}", f"<i>{e(str(q['reason']))}</i>"]
+    return '<div style="font-size:12px;line-height:1.35;overflow-wrap:anywhere">' + '<br>'.join(lines) + '</div>'
+
+@patch
+def _show(self:CloudCleaner):
+    "Show the current page of the current view, with the marks made earlier put back."
+    from ipywidgets import HTML
+    keys, per = self._view(), self.iw.max_n
+    pages = max(1, -(-len(keys) // per))
+    self._page = min(self._page, pages - 1)
+    self._showing = True
+    try:
+        opts = [(f'{i*per + 1}-{min(len(keys), (i+1)*per)} of {len(keys)}', i) for i in range(pages)] if pages > 1 else [('all', 0)]
+        if list(self.dd_page.options) != opts: self.dd_page.options = opts
+        self.dd_page.value, self.dd_page.layout.display = self._page, (None if pages > 1 else 'none')
+        self._keys = keys[self._page*per:(self._page+1)*per]
+        self.iw.opts = ('<Keep>', '<Delete>', *self.vocab, *self._extra)
+        self.iw.set_fns([self.photos[k]['file'] for k in self._keys])
+        for k, box in zip(self._keys, self.iw.widget.children):
+            dd = box.children[1].add_class('cc-mark')
+            dd.value = self.marks.get(k, '<Keep>')
+            dd.observe(lambda ch, k=k: self._mark(k, ch['new']), 'value')
+            box.children = (*box.children, HTML(self._caption(k)).add_class('cc-caption'))
+            box.layout.width, box.layout.margin = f'{self.iw.width}px', '0 8px 12px 0'
+            box.add_class('cc-photo')
+    finally: self._showing = False
+    self._count()
+
+@patch
+def on_change_ds(self:CloudCleaner, change=None):
+    "Show the chosen label and split from its first page."
+    if self._showing: return
+    self._page = 0
+    self._show()
+
+@patch
+def _turn_page(self:CloudCleaner, change):
+    if self._showing: return
+    self._page = change['new']
+    self._show()
+
+# %% ../nbs/41_clean.ipynb #735f2046
+@patch
+def _key(self:CloudCleaner, file)->str:
+    "The key in `photos` of `file` (absolute, or relative to the data folder); a `UserError` when it is none of the cleaner's photos."
+    p = Path(file)
+    for q in ([p] if p.is_absolute() else [self.path/p, p]):
+        if str(q.resolve()) in self.photos: return str(q.resolve())
+    raise UserError(f"{file} is not one of this cleaner's photos: give a path from cleaner.shown, or one relative to {self.path}")
+
+@patch
+def _value(self:CloudCleaner, label:str)->str:
+    "The dropdown value for `label`: '<Keep>', '<Delete>' or a class; a `UserError` for a label that names none."
+    l = str(label).strip()
+    if l.lower() in ('keep', '<keep>'): return '<Keep>'
+    if l.lower() in ('delete', '<delete>'): return '<Delete>'
+    if l in self.vocab: return l
+    c = target_class(l, class_folders(self.path))
+    check(c is not None, f"unknown label {label!r}: use keep, delete, a class of the data set ({', '.join(self.vocab)}), a cloud genus, or new:NAME")
+    return c
+
+@patch
+def mark(self:CloudCleaner, file, # a photo of the cleaner: a path from `shown`, or one relative to the data folder
+         label:str, # a class (name, genus abbreviation or misspelling, new:NAME) to relabel to, 'delete', or 'keep' to clear the mark
+        ):
+    "Mark `file` as a person does with its dropdown; the dropdown, if on screen, and the counts follow."
+    k, v = self._key(file), self._value(label)
+    if v not in ('<Keep>', '<Delete>', *self.vocab, *self._extra):
+        self._extra.append(v); self._show()  # a class the model does not know: every dropdown offers it from now on
+    self._mark(k, v)
+    if k in self._keys:
         self._showing = True
-        try:
-            self.fastai.on_change_ds(change)
-            for fn, box in zip(self.iw.fns, self.iw.widget.children):
-                dd = box.children[1]
-                dd.value = self.marks.get(str(fn), '<Keep>')
-                dd.observe(lambda ch, fn=fn: self._mark(fn, ch['new']), 'value')
+        try: self.iw.widget.children[self._keys.index(k)].children[1].value = v
         finally: self._showing = False
-        self._count()
 
-    def _mark(self, fn, value):
-        if self._showing: return
-        if value == '<Keep>': self.marks.pop(str(fn), None)
-        else: self.marks[str(fn)] = value
-        self._count()
+@patch
+def _mark(self:CloudCleaner, k:str, value:str):
+    if self._showing: return
+    if value in ('<Keep>', self.photos[k]['label']): self.marks.pop(k, None)  # its own label: nothing to move
+    else: self.marks[k] = value
+    self._count()
 
-    def _count(self):
-        n = len(self.marks)
-        dels = sum(v == '<Delete>' for v in self.marks.values())
-        self.pending.value = f'{n} decision(s) pending: {dels} delete, {n - dels} relabel' + (' (cleaner.apply() applies them)' if n else '')
+@patch
+def _count(self:CloudCleaner):
+    "Say how many moves the marks make, above the photos and on the Apply button."
+    n = len(self.marks)
+    dels = sum(v == '<Delete>' for v in self.marks.values())
+    self.pending.value = f'{n} decision(s) pending: {dels} delete, {n - dels} relabel' + (' (Apply, or cleaner.apply(), applies them)' if n else '')
+    self.apply_button.description = f"Apply {n} move{'s' * (n != 1)}" + (f' ({dels} delete, {n - dels} relabel)' if n else '')
+    self.apply_button.disabled = not n
 
-    def decisions(self)->list[dict]:
-        "The pending decisions, as `apply_decisions` takes them."
-        return [dict(file=f, action='delete' if v == '<Delete>' else v) for f, v in self.marks.items()]
+@patch(as_prop=True)
+def shown(self:CloudCleaner)->list[Path]:
+    "The photos on screen, in display order."
+    return [self.photos[k]['file'] for k in self._keys]
 
-    def apply(self, path:Path|None=None # the data folder; the cleaner's when None
-             )->dict:
-        "Apply every pending decision in one journaled round; return the round's summary."
-        s = apply_decisions(path or self.path, self.decisions(), source='CloudCleaner')
-        moved = set(self.marks)
-        self.fastai.iwis = tuple([o for o in iwi if str(o[0]) not in moved] for iwi in self.fastai.iwis)
-        self.marks = {}
-        self.on_change_ds()
-        return s
+@patch
+def decisions(self:CloudCleaner)->list[dict]:
+    "The pending decisions, as `apply_decisions` takes them."
+    folders = class_folders(self.path)
+    def action(v): return 'delete' if v == '<Delete>' else v if target_class(v, folders) else f'new:{v}'
+    return [dict(file=f, action=action(v)) for f, v in self.marks.items()]
+
+# %% ../nbs/41_clean.ipynb #1de87ee8
+@patch
+def _labels(self:CloudCleaner)->list[str]:
+    "The labels the label dropdown offers: the model's classes, then the new ones photos were moved to."
+    return self.vocab + sorted({p['label'] for p in self.photos.values()} - set(self.vocab))
+
+@patch
+def _undoable(self:CloudCleaner)->dict|None:
+    "The journal's summary of the last round this cleaner applied, while it can be undone."
+    if not self.rounds: return None
+    r = self.rounds[-1]
+    s = Journal(r['data']).summary(r['id'])
+    return s if s['status'] == 'applied' else None
+
+@patch
+def _refresh(self:CloudCleaner):
+    "Show the current view again after the files moved; set the Undo button."
+    labels = self._labels()
+    if list(self.dd_cats.options) != labels:
+        self._showing, value = True, self.dd_cats.value
+        try: self.dd_cats.options, self.dd_cats.value = labels, value if value in labels else labels[0]
+        finally: self._showing = False
+    self._show()
+    s = self._undoable()
+    self.undo_button.description = 'Undo last round' + (f" ({s['moves']} move{'s' * (s['moves'] != 1)})" if s else '')
+    self.undo_button.disabled = s is None
+
+@patch
+def _report(self:CloudCleaner, action):
+    "Run a button's action; a refusal goes to the status line, not a traceback."
+    try: action()
+    except UserError as e: self.status.value = f'<span style="color:#b00020">{html.escape(str(e))}</span>'
+
+@patch
+def apply(self:CloudCleaner, path:Path|None=None # the data folder; the cleaner's when None
+         )->dict:
+    "Apply every pending decision in one journaled round; return the round's summary."
+    data = Path(path or self.path).resolve()
+    before = dict(self.photos)
+    s = apply_decisions(data, self.decisions(), source='CloudCleaner')
+    if s['id'] is None: self.status.value = 'Nothing to apply: mark photos with their dropdowns first.'
+    else:
+        self.rounds.append(dict(id=s['id'], data=data, photos=before))
+        dest = {f: c for f, _, c in s['meta']['plan']}
+        for m in Journal(data).moves(s['id']):
+            p = self.photos.pop(str((data/m['src']).resolve()), None)
+            if p is None or dest[m['src']] is None: continue  # a delete: the photo leaves the views
+            c, f = dest[m['src']], (data/m['dst']).resolve()
+            loss = -math.log(max(float(p['probs'][self.vocab.index(c)]), 1e-12)) if c in self.vocab else None
+            self.photos[str(f)] = dict(p, file=f, label=c, loss=loss)
+        dels = sum(c is None for c in dest.values())
+        self.status.value = (f"Round {s['id']} applied: {s['moves']} move(s), {dels} deleted (into {data.name}/.trash/{s['id']}), "
+                             f"{len(dest) - dels} relabelled. Undo puts them back.")
+    self.marks = {}
+    self._refresh()
+    return s
+
+@patch
+def undo(self:CloudCleaner)->dict:
+    "Undo the last round this cleaner applied; put its photos back into their views; return the round's summary."
+    check(self.rounds, f'this cleaner has applied no round: nothing to undo (undo_round({str(self.path)!r}) undoes any round)')
+    r = self.rounds[-1]
+    restored = undo_round(r['data'], r['id'])
+    self.rounds.pop()
+    self.photos = r['photos']
+    self.marks = {k: v for k, v in self.marks.items() if k in self.photos}
+    self.status.value = f"Round {r['id']} undone: {len(restored)} photo(s) back where they were."
+    self._refresh()
+    return Journal(r['data']).summary(r['id'])
 
 def apply_cleaner(cleaner:CloudCleaner, # a cleaner with decisions made
                   path:Path|None=None, # the data folder; the cleaner's when None

@@ -18,8 +18,9 @@ from .files import atomic_write
 RANKINGS = ('oof', 'loss')  # out-of-fold label quality, most likely wrong first; or the model's own loss, as fastai's cleaner orders
 
 # %% auto #0
-__all__ = ['RANKINGS', 'IMAGENET_STATS', 'NO_NORM', 'QUEUE_COLUMNS', 'Body', 'pretrained_body', 'model_body', 'learner_body',
-           'photo_features', 'feature_cache', 'cached_features', 'oof_probabilities', 'label_queue', 'rank_folder']
+__all__ = ['RANKINGS', 'IMAGENET_STATS', 'NO_NORM', 'QUEUE_COLUMNS', 'UNREADABLE', 'Body', 'pretrained_body', 'model_body',
+           'learner_body', 'photo_features', 'feature_cache', 'cached_features', 'oof_probabilities', 'label_queue',
+           'rank_folder']
 
 # %% ../nbs/40_rank.ipynb #843b3830
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -215,6 +216,8 @@ def label_queue(names:list, # each photo's name in the queue (e.g. its path rela
     return [rows[i] for i in order]
 
 # %% ../nbs/40_rank.ipynb #182c2825
+UNREADABLE = 'cannot be read as a photo'  # the reason of a queue row whose file is no photo
+
 def rank_folder(data:Path, # folder holding one sub-folder per class
                 model:Path|None=None, # an exported model whose body gives the features; the pretrained body when None
                 body:Body|None=None, # or a body already made (e.g. `learner_body(learn)`)
@@ -228,6 +231,7 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
                 cache:Path|None|bool=True, # feature cache folder; True: `feature_cache()`; None or False: no cache
                 check_hash:bool=True, # with a model: refuse one whose sha256 differs from its model card's
                 classes:list|None=None, # rank only these classes; all when None
+                records:list|None=None, # `dedupe.image_records(data)`, when the caller has made them already
                )->list[dict]:
     "The review queue (`QUEUE_COLUMNS`) of `data`'s photos, most likely wrong label first."
     from cloud_classifier.dedupe import image_records, find_duplicates
@@ -235,18 +239,18 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
     data = Path(data).resolve()
     check(data.is_dir(), f'data folder {data} does not exist: give the folder that holds one sub-folder per class')
     listed = {str(f): c for c, fs in list_classes(data, classes).items() for f in fs}
-    recs = [r for r in image_records(data) if str(r.path) in listed]  # the readable photos, hashed
+    recs = [r for r in (image_records(data) if records is None else records) if str(r.path) in listed]  # the readable photos, hashed
     names = sorted({r.cls for r in recs})
     check(len(names) >= 2, f"{data} has {len(names)} class folder(s) with readable photos: ranking labels needs at least two")
     unread = sorted(set(listed) - {str(r.path) for r in recs})
     bad = [dict(file=Path(f).relative_to(data).as_posix(), label=listed[f], suggested='delete', probability=1.0, score=0.0,
-                reason='cannot be read as a photo') for f in unread]
+                reason=UNREADABLE) for f in unread]
     body = body or (model_body(model, check_hash) if model else pretrained_body(arch, weights, size))
     if cache is True: cache = feature_cache()
     X = cached_features(body, [r.path for r in recs], cache or None, [r.sha256 for r in recs], bs)
     ok = ~np.isnan(X).any(1)  # a photo PIL opens but the body cannot read
     bad += [dict(file=r.path.relative_to(data).as_posix(), label=r.cls, suggested='delete', probability=1.0, score=0.0,
-                 reason='cannot be read as a photo') for r, o in zip(recs, ok) if not o]
+                 reason=UNREADABLE) for r, o in zip(recs, ok) if not o]
     recs, X = [r for r, o in zip(recs, ok) if o], X[ok]
     labels = np.array([names.index(r.cls) for r in recs])
     idx = {str(r.path): i for i, r in enumerate(recs)}

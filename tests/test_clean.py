@@ -342,6 +342,134 @@ def test_cleaner_orders_each_view_by_the_queue(learned, tmp_path, monkeypatch):
     assert by_loss.queue == {}
     with pytest.raises(UserError, match='unknown ranking'): CloudCleaner(learn, rank='lose')
 
+def sha_tree(root):
+    "{relative path: sha256} of every file under `root` (trash included), the journal's folder left out."
+    return {k: hashlib.sha256(v).hexdigest() for k, v in tree(root).items()}
+
+def test_cleaner_mark_shown_apply_undo(learned, tmp_path, monkeypatch):
+    "Drive the widget as a person does: marks by dropdown and by `mark`, the counts on the buttons, Apply and Undo by click."
+    monkeypatch.setenv('CLOUD_CLASSIFIER_CACHE', str(tmp_path/'features'))
+    learn, data = learned
+    original = sha_tree(data)
+    with learn.no_bar(): cleaner = CloudCleaner(learn, rank='loss')
+    assert cleaner.order.value == 'Photos in each view: <b>highest loss first</b>.'
+    assert (cleaner.dd_cats.description, cleaner.dd_ds.description) == ('label', 'split')
+    assert (cleaner.apply_button.description, cleaner.apply_button.disabled) == ('Apply 0 moves', True)
+    assert (cleaner.undo_button.description, cleaner.undo_button.disabled) == ('Undo last round', True)
+    _show(cleaner, 'Stratus', 'Train')
+    view = list(cleaner.shown)
+    assert len(view) >= 3 and all(isinstance(f, Path) and f.parent.name == 'St' for f in view)
+    losses = [cleaner.photos[str(f)]['loss'] for f in view]
+    assert losses == sorted(losses, reverse=True)  # highest loss first
+    # each photo's caption: file name, label, guess with probability, loss
+    for f, box in zip(view, cleaner.iw.widget.children):
+        cap = box.children[2].value
+        p = cleaner.photos[str(f)]
+        assert f.name in cap and 'label Stratus' in cap and f"loss {p['loss']:.2f}" in cap
+        assert re.search(r'guess (Cumulus|Stratus|rocks) \(\d\.\d\d\)', cap) and 'score' not in cap
+        assert {'cc-photo'} <= set(box._dom_classes) and 'cc-mark' in box.children[1]._dom_classes
+    gone, relabelled = view[0], view[1]
+    cleaner.mark(gone, 'delete')
+    cleaner.mark(f'St/{relabelled.name}', 'Cu')  # relative to the data folder, by abbreviation
+    assert [d.value for d in _dropdowns(cleaner)[:2]] == ['<Delete>', 'Cumulus']  # the dropdowns on screen follow
+    _dropdowns(cleaner)[2].value = 'rocks'
+    assert cleaner.apply_button.description == 'Apply 3 moves (1 delete, 2 relabel)'
+    cleaner.mark(view[2], 'keep')  # changed my mind
+    _dropdowns(cleaner)[3].value = 'Stratus'  # its own label: nothing to move
+    assert cleaner.marks == {str(gone): '<Delete>', str(relabelled): 'Cumulus'}
+    assert (cleaner.apply_button.description, cleaner.apply_button.disabled) == ('Apply 2 moves (1 delete, 1 relabel)', False)
+    assert cleaner.pending.value.startswith('2 decision(s) pending: 1 delete, 1 relabel')
+    # refusals: one line each, nothing marked
+    for file, label, msg in [('St/nope.png', 'delete', "is not one of this cleaner's photos"),
+                             (tmp_path/'elsewhere.png', 'delete', "is not one of this cleaner's photos"),
+                             (gone, 'Cumulsu', "unknown label 'Cumulsu'"), (gone, '../x', "unknown label '../x'")]:
+        with pytest.raises(UserError, match=re.escape(msg)) as e: cleaner.mark(file, label)
+        assert '\n' not in str(e.value)
+    assert len(cleaner.marks) == 2
+    # switch views and come back: the marks are still shown
+    _show(cleaner, 'rocks', 'Valid'); _show(cleaner, 'Cumulus', 'Train'); _show(cleaner, 'Stratus', 'Train')
+    assert cleaner.shown == view and [d.value for d in _dropdowns(cleaner)[:3]] == ['<Delete>', 'Cumulus', '<Keep>']
+    cleaner.apply_button.click()
+    s = cleaner.rounds[-1]
+    after = sha_tree(data)
+    moved = {k: v for k, v in original.items() if k not in after}
+    assert moved == {f'St/{gone.name}': original[f'St/{gone.name}'], f'St/{relabelled.name}': original[f'St/{relabelled.name}']}
+    assert {k: v for k, v in after.items() if k not in original} == {
+        f".trash/{s['id']}/St/{gone.name}": original[f'St/{gone.name}'], f'Cu/{relabelled.name}': original[f'St/{relabelled.name}']}
+    assert cleaner.status.value.startswith(f"Round {s['id']} applied: 2 move(s), 1 deleted")
+    assert cleaner.shown == [f for f in view if f not in (gone, relabelled)]  # they left the Stratus view
+    assert (cleaner.apply_button.disabled, cleaner.marks) == (True, {})
+    assert (cleaner.undo_button.description, cleaner.undo_button.disabled) == ('Undo last round (2 moves)', False)
+    _show(cleaner, 'Cumulus', 'Train')
+    assert (data/'Cu'/relabelled.name).resolve() in cleaner.shown  # under its new label
+    cap = cleaner.iw.widget.children[cleaner.shown.index((data/'Cu'/relabelled.name).resolve())].children[2].value
+    assert 'label Cumulus' in cap
+    cleaner.undo_button.click()
+    assert sha_tree(data) == original  # every photo back, byte for byte
+    assert cleaner.status.value == f"Round {s['id']} undone: 2 photo(s) back where they were."
+    assert (data/'Cu'/relabelled.name).resolve() not in cleaner.shown
+    _show(cleaner, 'Stratus', 'Train')
+    assert cleaner.shown == view
+    assert (cleaner.undo_button.description, cleaner.undo_button.disabled) == ('Undo last round', True)
+    with pytest.raises(UserError, match='this cleaner has applied no round'): cleaner.undo()
+    assert Journal(data).summary(s['id'])['status'] == 'undone'
+
+def test_cleaner_refusals_show_in_the_status_line(learned, tmp_path, monkeypatch):
+    "A file gone since it was marked, or a round undone elsewhere: the status line says so and nothing moves."
+    learn, data = learned
+    original = sha_tree(data)
+    with learn.no_bar(): cleaner = CloudCleaner(learn, rank='loss')
+    _show(cleaner, 'rocks', 'Train')
+    a, b = cleaner.shown[:2]
+    cleaner.mark(a, 'delete'); cleaner.mark(b, 'delete')
+    a.rename(tmp_path/a.name)
+    try:
+        cleaner.apply_button.click()
+        assert 'does not exist' in cleaner.status.value and 'nothing was moved' in cleaner.status.value
+        assert Journal(data).rounds() == [] or Journal(data).rounds()[-1]['status'] == 'undone'
+    finally: (tmp_path/a.name).rename(a)
+    assert sha_tree(data) == original and len(cleaner.marks) == 2
+    s = cleaner.apply()
+    assert s['moves'] == 2 and cleaner.shown[:2] != [a, b]
+    undo_round(data, s['id'])  # from elsewhere: the command line, another cleaner
+    assert sha_tree(data) == original
+    assert cleaner.undo_button.disabled is False  # the cleaner finds out when asked
+    cleaner.undo_button.click()
+    assert 'already undone' in cleaner.status.value and sha_tree(data) == original
+    cleaner._refresh()
+    assert cleaner.undo_button.disabled
+
+def test_cleaner_new_class_and_pages(learned, tmp_path, monkeypatch):
+    "A relabel to a genus the model does not know gets its own view; a long view is paged, no photo left out."
+    learn, data = learned
+    original = sha_tree(data)
+    with learn.no_bar(): cleaner = CloudCleaner(learn, rank='loss', max_n=4)
+    _show(cleaner, 'Cumulus', 'Train')
+    view = [p['file'] for k, p in cleaner.photos.items() if p['label'] == 'Cumulus' and p['split'] == 'Train']
+    assert len(view) > 4 and cleaner.dd_page.layout.display is None
+    pages = []
+    for value in [v for _, v in cleaner.dd_page.options]:
+        cleaner.dd_page.value = value
+        pages.append(list(cleaner.shown))
+    assert all(len(p) <= 4 for p in pages) and sorted(sum(pages, [])) == sorted(view)
+    assert cleaner.dd_page.options[0][0] == f'1-4 of {len(view)}'
+    f = pages[-1][0]
+    cleaner.mark(f, 'Altostatus')  # misspelt, and not a class of the model
+    assert cleaner.marks == {str(f): 'Altostratus'} and _dropdowns(cleaner)[0].value == 'Altostratus'
+    assert cleaner.decisions() == [dict(file=str(f), action='Altostratus')]
+    g = pages[-1][1]
+    cleaner.mark(g, 'new:shells')
+    assert cleaner.decisions()[1] == dict(file=str(g), action='new:shells')
+    s = cleaner.apply()
+    assert s['moves'] == 2 and (data/'Altostratus'/f.name).is_file() and (data/'shells'/g.name).is_file()
+    assert list(cleaner.dd_cats.options) == ['Cumulus', 'Stratus', 'rocks', 'Altostratus', 'shells']
+    _show(cleaner, 'Altostratus', 'Train')
+    assert cleaner.shown == [(data/'Altostratus'/f.name).resolve()]
+    assert 'loss -' in cleaner.iw.widget.children[0].children[2].value  # the model has no such class
+    cleaner.undo()
+    assert sha_tree(data) == original and not (data/'Altostratus').exists()
+    assert list(cleaner.dd_cats.options) == ['Cumulus', 'Stratus', 'rocks']
+
 def test_review_command_writes_csv_and_contact_sheet(learned, tmp_path, monkeypatch):
     from cloud_classifier.export import export_model
     monkeypatch.setenv('CLOUD_CLASSIFIER_CACHE', str(tmp_path/'features'))
@@ -365,6 +493,11 @@ def test_review_command_writes_csv_and_contact_sheet(learned, tmp_path, monkeypa
         page = out.with_suffix('.html').read_text()
         assert page.count('<figure>') == len(rows) and page.count('data:image/jpeg;base64,') == len(rows)
         assert rows[0]['file'] in page and page.count('label conflict') == 2 and 'duplicate conflict with' in page
+        # each card shows what the widget shows under a photo: file, label, guess and probability, loss, score, suggestion, reason
+        for r, card in zip(rows, page.split('<figure>')[1:]):
+            for want in [f"<code>{r['file']}</code>", f"label <b>{r['label']}</b>", f"guess <b>{r['predicted']}</b> ({float(r['probability']):.2f})",
+                         f"loss {float(r['loss']):.2f}", f"score {float(r['score']):.2f}, suggested <b>{r['suggested']}</b>", r['reason']]:
+                assert want in card, (want, card)
         # the file applies as it is (all keep: nothing moves)
         assert run_main('clean', data, '--apply', out).stdout.startswith('nothing to move')
         r = run_main('review', tmp_path/'export.pkl', data, '--out', tmp_path/'all.csv', '--top', 0)
@@ -377,7 +510,8 @@ def test_review_command_writes_csv_and_contact_sheet(learned, tmp_path, monkeypa
         assert losses == sorted(losses, reverse=True) and 7 <= len(rows) <= 9
         assert {'Cu/Cu-0005.png', 'St/twin-of-Cu.png'} <= {r['file'] for r in rows}
         assert all(r['reason'] and r['suggested'] == r['predicted'] for r in rows)
-        assert 'highest loss first' in (tmp_path/'loss.html').read_text()
+        page = (tmp_path/'loss.html').read_text()
+        assert 'highest loss first' in page and page.count('guess <b>') == page.count('<br>loss ') == len(rows)
     finally: twin.unlink()
     (tmp_path/'junk.pkl').write_bytes(b'not a pickle')  # beside the model card of export.pkl
     (tmp_path/'alone').mkdir(); (tmp_path/'alone'/'junk.pkl').write_bytes(b'not a pickle')
@@ -386,6 +520,31 @@ def test_review_command_writes_csv_and_contact_sheet(learned, tmp_path, monkeypa
         r = run_main('review', tmp_path/model, data, '--out', tmp_path/'x.csv', *extra)
         assert r.returncode == 2 and msg in r.stderr and r.stderr.count('\n') == 1, r.stderr
         assert not (tmp_path/'x.csv').exists()
+
+def test_review_skips_files_that_are_no_photos(learned, tmp_path, monkeypatch):
+    "A truncated JPEG, a text file named .jpg and an empty file stop neither ranking: left out of the CSV, named in one line."
+    import io
+    from PIL import Image
+    from cloud_classifier.export import export_model
+    monkeypatch.setenv('CLOUD_CLASSIFIER_CACHE', str(tmp_path/'features'))
+    learn, data = learned
+    export_model(learn, tmp_path)
+    b = io.BytesIO(); Image.open(data/'Cu'/'Cu-0001.png').convert('RGB').save(b, 'JPEG')
+    bad = {'Cu/cut-short.jpg': b.getvalue()[:len(b.getvalue()) // 2], 'St/notes.jpg': b'a text file, not a photo\n', 'rocks/empty.jpg': b''}
+    for f, body in bad.items(): (data/f).write_bytes(body)
+    try:
+        for rank in ['oof', 'loss']:
+            out = tmp_path/f'{rank}.csv'
+            r = run_main('review', tmp_path/'export.pkl', data, '--out', out, '--rank', rank, '--top', 0)
+            assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr
+            lines = [l for l in r.stderr.splitlines() if l.startswith('skipped')]
+            assert lines == [f'skipped 3 file(s) that cannot be read as photos (left out of {out}): {", ".join(sorted(bad))}'], r.stderr
+            rows = list(csv.DictReader(open(out)))
+            assert len(rows) == 42 and not set(bad) & {r['file'] for r in rows}
+            page = out.with_suffix('.html').read_text()
+            assert page.count('<figure>') == 42 and all(f in page.split('<figure>')[0] for f in bad)
+    finally:
+        for f in bad: (data/f).unlink()
 
 def test_review_and_cleaner_work_on_a_model_made_by_train(tmp_path, monkeypatch):
     "`cloud-classifier train` exports a learner without photos: review and the cleaner take it with the data folder."
@@ -406,7 +565,7 @@ def test_review_and_cleaner_work_on_a_model_made_by_train(tmp_path, monkeypatch)
     cleaner = CloudCleaner(model, path=data)
     assert cleaner.path == data.resolve()
     # the views hold every photo, split as training split them
-    train, valid = ([Path(o[0]) for o in iwi] for iwi in cleaner.fastai.iwis)
+    train, valid = ([p['file'] for p in cleaner.photos.values() if p['split'] == split] for split in ('Train', 'Valid'))
     assert (len(train), len(valid)) == (card['data']['n_train'], card['data']['n_valid']) and len(train) + len(valid) == 36
     assert files_hash(train, data) == card['data']['train_files_sha256']
     cat = next(c for c in ['Cumulus', 'Stratus', 'rocks'] if _show(cleaner, c, 'Valid') or _dropdowns(cleaner))
@@ -418,3 +577,8 @@ def test_review_and_cleaner_work_on_a_model_made_by_train(tmp_path, monkeypatch)
     assert s['moves'] == 1 and not Path(gone).exists()
     undo_round(data)
     assert tree(data) == original
+    # a file that is no photo, put there after training: left out of the views, and said so
+    (data/'St'/'notes.jpg').write_text('a text file, not a photo')
+    cleaner = CloudCleaner(model, path=data, rank='loss')
+    assert cleaner.skipped == ['St/notes.jpg'] and cleaner.status.value == 'Left out 1 file(s) that cannot be read as photos: St/notes.jpg'
+    assert len(cleaner.photos) == 36
