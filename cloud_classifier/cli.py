@@ -232,7 +232,7 @@ def _train(args):
     groups = split_groups(args.data) if args.data.is_dir() else None  # the same on --resume, so the split is too
     if groups: print(f"{len(groups)} near-duplicate photos in {len(set(groups.values()))} groups: each group stays on one side of the split")
     learn, res = train_model(args.data, args.out, groups=groups, lrs=args.lr_slice, classes=args.classes, test=args.test,
-                             resume=args.resume, restart=args.restart, **asdict(recipe))
+                             resume=args.resume, restart=args.restart, progress=sys.stdout.isatty(), **asdict(recipe))  # no bar redraws in a log
     fname = package_model(learn, args.out, metrics=res['metrics'], data=res['data'], args=res['args'], onnx=args.onnx)
     if not args.keep_checkpoints: remove_checkpoints(args.out)
     print(summary(res, args.out))
