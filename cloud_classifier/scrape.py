@@ -214,28 +214,35 @@ def _fetch_one(url:str, fetch_kw:dict)->tuple[str, bytes|FetchError, str]:
     except FetchError as e: return url, e, when
     except Exception as e: return url, FetchError('error', _one_line(e)), when  # one odd URL never stops the run
 
-def _keep_one(got:tuple, keeper:_Keeper, label:str, query:str, max_side:int, min_side:int)->dict|None:
-    "Verify and save one fetched body; its manifest row (None when the target was reached first)."
+def _keep_one(got:tuple, keeper:_Keeper, label:str, query:str, max_side:int, min_side:int)->tuple[dict, bytes|None]|None:
+    "Verify one fetched body and claim its file name: (its manifest row, the bytes to save or None); None when the target was reached first."
     url, body, when = got
     row = dict(file='', url=url, query=query, status='failed', reason='', fetched_at=when, **{'class': label})
-    if isinstance(body, FetchError): return row | dict(reason=body.reason)
+    if isinstance(body, FetchError): return row | dict(reason=body.reason), None
     row |= dict(bytes=len(body), downloaded=True)
     try: v = verify_image_bytes(body, max_side=max_side, min_side=min_side)
-    except BadImage as e: return row | dict(reason=e.reason)
-    except Exception as e: return row | dict(reason=f'error: {type(e).__name__}')  # a decoder bug on one odd file
+    except BadImage as e: return row | dict(reason=e.reason), None
+    except Exception as e: return row | dict(reason=f'error: {type(e).__name__}'), None  # a decoder bug on one odd file
     sha = sha256_bytes(v.data)
     name = sha[:16] + v.ext
     row |= dict(file=f'{label}/{name}', sha256=sha, width=v.width, height=v.height, bytes=len(v.data))
     why = keeper.claim(name)
     if why == 'target-reached': return None
-    if why == 'adopt': return row | dict(status='ok')  # the very bytes are in the file already
-    if why: return row | dict(reason=why)
+    if why == 'adopt': return row | dict(status='ok'), None  # the very bytes are in the file already
+    if why: return row | dict(reason=why), None
+    return row | dict(status='ok'), v.data
+
+def _save(got:tuple, keeper:_Keeper)->dict:
+    "Write the photo `_keep_one` claimed, if any; its manifest row."
+    row, data = got
+    if data is None: return row
+    name = Path(row['file']).name
     # no fsync per photo: a photo lost to a power cut is fetched again by the next run
-    try: atomic_write(keeper.folder/name, v.data, durable=False)
+    try: atomic_write(keeper.folder/name, data, durable=False)
     except WriteError as e:
         keeper.release(name)
-        return row | dict(file='', reason=f'write-error: {e.why}')
-    return row | dict(status='ok')
+        return row | dict(file='', status='failed', reason=f'write-error: {e.why}')
+    return row
 
 # %% ../nbs/11_scrape.ipynb #336f5bcf
 def _pipeline(fetch_fn:Callable, keep_fn:Callable, items:list, n_workers:int, n_cpu:int, room:Callable):
@@ -289,8 +296,9 @@ def download_urls(urls:Iterable[str], # image URLs
     if progress and todo:
         work = progress_bar(work, total=len(todo), leave=False)
         work.comment = label  # the console bar takes no `comment` argument
-    for row in work:
-        if row is None: continue
+    for got in work:
+        if got is None: continue
+        row = _save(got, keeper)  # written by the thread that records it, just before its row: a stop between two photos leaves none unrecorded
         st['tried'] += 1; st['downloaded'] += row.pop('downloaded', False)
         if row['status'] == 'ok': st['kept'] += 1
         else: st['rejected'][row['reason']] += 1
