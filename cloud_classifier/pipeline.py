@@ -62,8 +62,8 @@ def run_stage(name:str, # the stage
 # %% ../nbs/50_pipeline.ipynb #a3c9e0f4
 @contextlib.contextmanager
 def _spinner(msg:str, on:bool, log=print):
-    "Say `msg`; while the block runs, keep a spinner and the time so far turning after it when `on` (a terminal)."
-    if not on: log(msg); yield; return
+    "Say `msg`; while the block runs, keep a spinner and the time so far turning after it when `on` and stdout is a terminal."
+    if not (on and sys.stdout.isatty()): log(msg); yield; return
     stop, t0 = threading.Event(), time.time()
     def spin():
         for c in itertools.cycle('|/-\\'):
@@ -173,8 +173,10 @@ def dedupe_stage(images:Path, # the folder of photos
 
 # %% ../nbs/50_pipeline.ipynb #ba378737
 def _export_current(out:Path, rec:dict)->bool:
-    "Whether `out/export.pkl` is the export the training record names (its card holds the same sha256)."
-    return bool(rec.get('export')) and (out/'export.pkl').exists() and read_card(out/'export.pkl').get('export_sha256') == rec.get('sha256')
+    "Whether `out/export.pkl` is the export the training record names (its card holds the sha256 recorded with it)."
+    if not (rec.get('export') and (out/'export.pkl').exists()): return False
+    sha = read_card(out/'export.pkl').get('export_sha256')
+    return sha is not None and rec.get('sha256', sha) == sha  # a record from before the hash was kept names a finished export
 
 def train_stage(images:Path, # the folder of photos
                 out:Path, # where the model, card and reports go
@@ -186,7 +188,8 @@ def train_stage(images:Path, # the folder of photos
                 progress:bool=True, # fastai's progress bars; False: one line per epoch
                )->tuple:
     "Train and evaluate, going on from an interrupted training; `(learn, result)`, or `(None, None)` when the export is current."
-    key = dict(train_args, data_fingerprint=state['dedupe']['fingerprint'])
+    # as run.json holds it (a path as text, a tuple as a list), so that the same command finds the same key
+    key = json.loads(json.dumps(dict(train_args, data_fingerprint=state['dedupe']['fingerprint']), default=str))
     done = state.get('train', {})
     if done.get('key') == key and _export_current(out, done):
         log(f'train: {out}/export.pkl was made from the same photos with the same settings; skipped')
@@ -228,7 +231,7 @@ def cloud_check_stage(learn, # the trained learner, or None to load the export
                      )->dict:
     "Fit the cloud check on the training photos and write it into the model card, unless the card holds it already."
     card = read_card(out/'export.pkl')
-    if learn is None and state['train'].get('cloud_check') and card.get('cloud_check'):
+    if learn is None and card.get('cloud_check'):  # the export is current, and an export writes a card without a check
         log(f"cloud check: in {out/'model_card.json'} already; skipped")
         return card['cloud_check']
     with _spinner('cloud check: passing every training and validation photo through the model, then fitting the check', progress, log):
