@@ -151,11 +151,11 @@ def dedupe_stage(images:Path, # the folder of photos
         found, line = _from_json(rec['found']), rec['summary']
         _finish_removal(images, found, log)
     else:
-        fp = data_fingerprint(_photos(images, classes))
-        if rec.get('fingerprint') == fp and 'summary' in rec:
+        photos = _photos(images, classes)
+        if rec.get('fingerprint') == data_fingerprint(photos) and 'summary' in rec:
             log(rec['summary'] + ' (the same photos as before: not hashed again)')
             return rec['groups']
-        found = find_duplicates(images, records=_records(_photos(images, classes), progress))
+        found = find_duplicates(images, records=_records(photos, progress))
         line = dedupe_summary(found, scraped, report)
         head = (f"redundant copies are moved to {images}/.trash/ (undo: cloud-classifier dedupe {images} --undo)" if scraped else
                 f"nothing in {images} is moved; each group stays on one side of the training split")
