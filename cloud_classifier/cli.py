@@ -232,7 +232,7 @@ def _train(args):
     groups = split_groups(args.data) if args.data.is_dir() else None  # the same on --resume, so the split is too
     if groups: print(f"{len(groups)} near-duplicate photos in {len(set(groups.values()))} groups: each group stays on one side of the split")
     learn, res = train_model(args.data, args.out, groups=groups, lrs=args.lr_slice, classes=args.classes, test=args.test,
-                             resume=args.resume, restart=args.restart, **asdict(recipe))
+                             resume=args.resume, restart=args.restart, progress=sys.stdout.isatty(), **asdict(recipe))  # no bar redraws in a log
     fname = package_model(learn, args.out, metrics=res['metrics'], data=res['data'], args=res['args'], onnx=args.onnx)
     if not args.keep_checkpoints: remove_checkpoints(args.out)
     print(summary(res, args.out))
@@ -412,7 +412,7 @@ def _options_of(name:str, *skip:str)->tuple:
          arg('--per-class', type=int, at_least=1, default=150, help='photos to scrape per class'),
          *_options_of('train', 'data', '--out', '--resume', '--restart', '--onnx'),
          epilog='Offline: cloud-classifier run DEST --data DIR --weights FILE (a local pretrained weights file). '
-                'Re-running skips finished stages and resumes an interrupted one.')
+                'Ctrl-C (or a kill) keeps what is finished: the same command goes on from there, and skips the stages already done.')
 def _run_pipeline(args):
     recipe = recipe_of(args)
     import matplotlib; matplotlib.use('Agg')
@@ -421,8 +421,10 @@ def _run_pipeline(args):
     kw = {k: v for k, v in asdict(recipe).items() if v != getattr(Recipe, k)}
     kw |= {k: v for k, v in dict(lrs=args.lr_slice, test=args.test).items() if v is not None}
     rerun = shlex.join(['cloud-classifier', *sys.argv[1:]]) if sys.argv[1:2] == ['run'] else None
-    run_pipeline(args.dest, data=args.data, classes=args.classes, per_class=args.per_class, rerun=rerun,
-                 keep_checkpoints=args.keep_checkpoints, **kw)
+    say = lambda s: print(s, flush=True)  # a log keeps every line up to a kill
+    try: run_pipeline(args.dest, data=args.data, classes=args.classes, per_class=args.per_class, rerun=rerun, log=say,
+                      keep_checkpoints=args.keep_checkpoints, progress=sys.stdout.isatty(), **kw)  # no bar redraws in a log
+    except KeyboardInterrupt: return 130  # the run said where it stopped and how to go on
 
 # %% ../nbs/52_cli.ipynb #9125d21a
 if __name__ == '__main__': sys.exit(main())

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 # %% auto #0
-__all__ = ['BALANCES', 'AUGMENTATIONS', 'defaults', 'UserError', 'check', 'Recipe']
+__all__ = ['BALANCES', 'AUGMENTATIONS', 'defaults', 'UserError', 'check', 'human_duration', 'Recipe']
 
 # %% ../nbs/00_core.ipynb #aa446e9c
 class UserError(Exception):
@@ -23,6 +23,17 @@ def check(cond, # what must hold
          ):
     "Raise `UserError(msg)` unless `cond`."
     if not cond: raise UserError(msg)
+
+# %% ../nbs/00_core.ipynb #c0d7a1e5
+def human_duration(seconds:float # how long something took
+                  )->str:
+    "`seconds` as a person says it: '0.4 s', '45 s', '12 min 3 s', '2 h 5 min'."
+    if not math.isfinite(seconds): return '?'
+    if seconds < 9.95: return f'{max(seconds, 0):.1f} s'
+    s = round(seconds)
+    if s < 60: return f'{s} s'
+    if s < 3600: return f'{s // 60} min {s % 60} s'
+    return f'{s // 3600} h {s % 3600 // 60} min'
 
 # %% ../nbs/00_core.ipynb #50ae34a8
 BALANCES = ('equal', 'weighted', 'none')  # how classes are sampled for training, see `cloud_dataloaders`

@@ -26,7 +26,7 @@ def package_model(learn, # a trained learner, still holding the DataLoaders it w
                   data:dict|None=None, # data summary (per-class counts, training file hash)
                   args:dict|None=None, # training arguments; `card_dataloaders` rebuilds the DataLoaders from them
                   onnx:bool=False, # also write model.onnx (needs the onnx extra)
-                  cloud_check:dict|None=None, # options for `cloud_check_for` (method, keep, layer)
+                  cloud_check:dict|bool|None=None, # options for `cloud_check_for` (method, keep, layer); False leaves it out, for `add_model_cloud_check` to fit
                  )->Path:
     "Write a complete model folder: export.pkl and its card, the cloud check fitted on the training photos, model.onnx when asked."
     if onnx: check_export_extra()
@@ -36,7 +36,7 @@ def package_model(learn, # a trained learner, still holding the DataLoaders it w
           "or fit the check of an exported model with `cloud-classifier cloud-check MODEL DATA`")
     fname = export_model(learn, out_dir, metrics=metrics, data=data, args=args)
     if rank_distrib(): return fname  # distributed training: the first process writes
-    add_cloud_check(out_dir, learn, dls, **(cloud_check or {}))
+    if cloud_check is not False: add_cloud_check(out_dir, learn, dls, **(cloud_check or {}))
     if onnx: export_onnx(fname)
     return fname
 
@@ -84,8 +84,9 @@ def add_model_cloud_check(model:Path, # export.pkl, or the folder holding it and
                           data:Path, # folder holding one sub-folder per class: the photos the model was trained on
                           check_hash:bool=True, # refuse an export whose sha256 differs from its model card's
                           bs:int=64, # batch size
+                          groups:dict|None=None, # file -> near-duplicate group, as training split them; `split_groups(data)` when None
                           **kwargs, # passed to `cloud_check_for` (method, keep, layer)
                          )->dict:
     "Fit the cloud check of an exported model on the training photos of `data` and merge it into its card; return it."
-    learn = load_with_data(model, data, check_hash, bs=bs)
+    learn = load_with_data(model, data, check_hash, bs=bs, groups=groups)
     return add_cloud_check(model, learn, learn.dls, **kwargs)

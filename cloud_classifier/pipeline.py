@@ -6,21 +6,26 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/pipeline.html.md"""
 
 # %% ../nbs/50_pipeline.ipynb #87acef50
 from __future__ import annotations
-import hashlib, json, os, time
+import contextlib, dataclasses, hashlib, itertools, json, os, sys, threading, time
 from pathlib import Path
-from .core import defaults, UserError, check
+from .core import defaults, UserError, check, human_duration
 from .images import image_files
 from .files import atomic_write
+from .genera import class_name
 from .data import list_classes, class_files, image_stats, stats_table
-from .scrape import scrape, SearchUnreachable
-from .dedupe import find_duplicates, remove_duplicates, duplicates_report
+from .journal import Journal
+from .manifest import sync_manifest
+from .scrape import scrape, scrape_classes, SearchUnreachable
+from .dedupe import ImageRecord, DupGroup, image_records, find_duplicates, remove_duplicates, duplicates_report
 from .train import train_model, remove_checkpoints
 from .evaluate import summary
 from .card import read_card
-from .package import package_model
+from .predict import add_cloud_check
+from .package import package_model, add_model_cloud_check
 
 # %% auto #0
-__all__ = ['read_run', 'data_fingerprint', 'photos_stage', 'dedupe_stage', 'train_stage', 'run_pipeline', 'run_summary']
+__all__ = ['STAGES', 'read_run', 'data_fingerprint', 'run_stage', 'photos_stage', 'dedupe_summary', 'dedupe_stage', 'train_stage',
+           'export_stage', 'cloud_check_stage', 'resume_line', 'interrupted_line', 'run_pipeline', 'run_summary']
 
 # %% ../nbs/50_pipeline.ipynb #23d3ee72
 def read_run(dest:Path # the run's folder
@@ -40,79 +45,256 @@ def data_fingerprint(files:list # the image files of a data set
         st = f.stat(); h.update(f'{f}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode())
     return h.hexdigest()
 
+# %% ../nbs/50_pipeline.ipynb #f1a7c2d0
+STAGES = ('download', 'dedupe', 'train', 'export', 'cloud check')  # a run from a local folder starts with 'photos'
+
+@contextlib.contextmanager
+def run_stage(name:str, # the stage
+              stages:tuple=STAGES, # the run's stages, for the heading's "2/5"
+              log=print, # where the lines go
+             ):
+    "Say the stage's heading as it starts (`== 2/5 dedupe ==`) and how long it took as it ends."
+    log(f'== {stages.index(name) + 1}/{len(stages)} {name} ==')
+    t0 = time.time()
+    yield
+    log(f'{name} done in {human_duration(time.time() - t0)}')
+
+# %% ../nbs/50_pipeline.ipynb #a3c9e0f4
+@contextlib.contextmanager
+def _spinner(msg:str, on:bool, log=print):
+    "Say `msg`; while the block runs, keep a spinner and the time so far turning after it when `on` and stdout is a terminal."
+    if not (on and sys.stdout.isatty()): log(msg); yield; return
+    stop, t0 = threading.Event(), time.time()
+    def spin():
+        for c in itertools.cycle('|/-\\'):
+            sys.stdout.write(f'\r{msg} {c} {human_duration(time.time() - t0)} '); sys.stdout.flush()
+            if stop.wait(0.25): break
+        sys.stdout.write(f'\r{msg}' + ' ' * 16 + '\n'); sys.stdout.flush()
+    th = threading.Thread(target=spin, daemon=True); th.start()
+    try: yield
+    finally: stop.set(); th.join()
+
 # %% ../nbs/50_pipeline.ipynb #2b574b3d
 def photos_stage(dest:Path, # the run's folder
                  data:Path|None=None, # a local folder-per-class image set; scrape into dest/data when None
                  classes:list|None=None, # classes to scrape or use
                  per_class:int=150, # photos to scrape per class
                  search=None, # search backend for the scrape (DuckDuckGo when None)
+                 state:dict|None=None, # the run's record: a finished download is recorded there
                  log=print, # where messages go
+                 progress:bool=True, # show the download's progress bars
                 )->Path:
     "The folder of photos to train on: `data` as given, or `dest/data` filled by the scrape."
     if data is not None:
-        list_classes(data, classes)  # a missing folder or class fails here, before any work
+        class_files(data, classes)  # a missing folder, an unknown or empty class fails here, as training would, before any work
         return Path(data)
-    images = Path(dest)/'data'
-    try: scrape(images, classes, per_class=per_class, search=search, log=log)
+    images, state = Path(dest)/'data', state if state is not None else {}
+    key = dict(classes=scrape_classes(classes), per_class=per_class)
+    done = state.get('download') or {}
+    if done.get('key') == key and done.get('done'):
+        log(f"download: done before ({done['photos']} photos in {images}); skipped")
+        return images
+    try: report = scrape(images, key['classes'], per_class=per_class, search=search, log=log, progress=progress)
     except SearchUnreachable as e:
         raise UserError(f"{str(e).split(';')[0]}; offline, run from a local folder of photos: "
                         f"cloud-classifier run {dest} --data DIR [--weights FILE]") from None
+    # a class the search stopped short (rate limit) is searched again by the next run
+    state['download'] = dict(key=key, done=not any(r['stopped'] for r in report.values()),
+                             photos=sum(r['total'] for r in report.values()))
     return images
 
 # %% ../nbs/50_pipeline.ipynb #5ea395ba
+def _photos(images:Path, classes:list|None)->list[Path]:
+    "The photos training reads: those of `classes` (every class folder when None)."
+    return [f for fs in list_classes(images, classes).values() for f in fs]
+
+def _records(photos:list, progress:bool)->list[ImageRecord]:
+    "Hashes of `photos`, folder by folder: the folders of other classes are not opened."
+    want = set(photos)
+    recs = [r for d in sorted({f.parent for f in photos}) for r in image_records(d, progress=progress) if r.path in want]
+    return [dataclasses.replace(r, cls=class_name(r.path.parent.name)) for r in recs]
+
+def _as_json(groups:list)->list: return [[dict(dataclasses.asdict(r), path=str(r.path)) for r in g.files] for g in groups]
+def _from_json(found:list)->list: return [DupGroup([ImageRecord(**dict(r, path=Path(r['path']))) for r in g]) for g in found]
+
+def dedupe_summary(groups:list, # `DupGroup`s from `find_duplicates`
+                   scraped:bool, # whether the redundant copies are moved away (the run scraped them)
+                   report:Path, # the file that holds the full list
+                  )->str:
+    "One line: duplicate groups, photos removed (or left in place), label conflicts, and where the full list is."
+    n = lambda k, w: f"{k} {w}{'' if k == 1 else 's'}"
+    k = sum(len(g.redundant) for g in groups)
+    gone = n(k, 'photo') + ' removed' if scraped else n(k, 'redundant photo') + ' left in place'
+    return f"dedupe: {n(len(groups), 'group')}, {gone}, {n(sum(g.conflict for g in groups), 'label conflict')}; the full list is in {report}"
+
+def _finish_removal(images:Path, found:list, log):
+    "Finish the moves an interrupted run planned: close its journal round, then move the copies it had not reached."
+    j = Journal(images)
+    for s in j.interrupted():
+        if s['kind'] == 'dedupe': j.finish(s['id'])
+    moved = remove_duplicates(images, [DupGroup([r for r in g.files if r.path.exists()]) for g in found])
+    sync_manifest(images)  # the finished round's moves, when none were left to make
+    log(f"dedupe: finished the removal the interrupted run began ({len(moved)} more photo{'' if len(moved) == 1 else 's'} moved)")
+
 def dedupe_stage(images:Path, # the folder of photos
                  scraped:bool, # whether the run owns the folder (it scraped it) and may move copies
                  state:dict, # the run's record; groups are cached there by data fingerprint
+                 report:Path, # the file for the full list of duplicates
+                 classes:list|None=None, # the run's classes (every class folder when None)
                  log=print, # where messages go
+                 record=lambda: None, # saves the run's record (called before the first photo moves)
+                 progress:bool=True, # show a progress bar while hashing
                 )->dict:
-    "`{file: group}` of near-duplicate groups in `images`, removing redundant copies when `scraped`."
-    fp = data_fingerprint(image_files(images, recurse=True))
-    cached = state.get('dedupe', {})
-    if cached.get('fingerprint') == fp: return cached['groups']
-    groups = find_duplicates(images, progress=True)
-    log(duplicates_report(groups, images))
-    if scraped and any(g.redundant for g in groups):
-        moved = remove_duplicates(images, groups)
-        log(f'moved {len(moved)} redundant cop{"y" if len(moved) == 1 else "ies"} to {images}/.trash/ '
-            f'(undo: cloud-classifier dedupe {images} --undo)')
-        groups = find_duplicates(images)
-        fp = data_fingerprint(image_files(images, recurse=True))
+    "`{file: group}` of near-duplicate groups among the run's photos, redundant copies moved to `.trash/` when `scraped`."
+    rec = state.get('dedupe') or {}
+    if scraped and 'found' in rec:  # the last run stopped while it moved copies: finish as it planned
+        found, line = _from_json(rec['found']), rec['summary']
+        _finish_removal(images, found, log)
+    else:
+        photos = _photos(images, classes)
+        if rec.get('fingerprint') == data_fingerprint(photos) and 'summary' in rec:
+            log(rec['summary'] + ' (the same photos as before: not hashed again)')
+            return rec['groups']
+        found = find_duplicates(images, records=_records(photos, progress))
+        line = dedupe_summary(found, scraped, report)
+        head = (f"redundant copies are moved to {images}/.trash/ (undo: cloud-classifier dedupe {images} --undo)" if scraped else
+                f"nothing in {images} is moved; each group stays on one side of the training split")
+        atomic_write(report, head + '\n' + duplicates_report(found, images) + '\n')
+        log(line)
+        if scraped and any(g.redundant for g in found):
+            state['dedupe'] = dict(found=_as_json(found), summary=line); record()  # the plan, before the first move
+            remove_duplicates(images, found)
+    # groups of what is left: no photo outside a group can have joined one, so only the members are regrouped
+    groups = find_duplicates(images, records=[r for g in found for r in g.files if r.path.exists()])
     split = {str(r.path): i for i, g in enumerate(groups) for r in g.files}
-    state['dedupe'] = dict(fingerprint=fp, groups=split, n_groups=len(groups),
+    state['dedupe'] = dict(fingerprint=data_fingerprint(_photos(images, classes)), groups=split, n_groups=len(found), summary=line,
                            conflicts=[[str(r.path) for r in g.files] for g in groups if g.conflict])
     return split
 
 # %% ../nbs/50_pipeline.ipynb #ba378737
+def _export_current(out:Path, rec:dict)->bool:
+    "Whether `out/export.pkl` is the export the training record names (its card holds the sha256 recorded with it)."
+    if not (rec.get('export') and (out/'export.pkl').exists()): return False
+    sha = read_card(out/'export.pkl').get('export_sha256')
+    return sha is not None and rec.get('sha256', sha) == sha  # a record from before the hash was kept names a finished export
+
 def train_stage(images:Path, # the folder of photos
                 out:Path, # where the model, card and reports go
                 groups:dict, # near-duplicate groups for the split
                 state:dict, # the run's record
                 train_args:dict, # arguments for `train_model`
                 log=print, # where messages go
-                record=lambda: None, # saves the run's record (called once training has started)
-                rerun:str|None=None, # the command that resumes the run, said on Ctrl-C
-                keep_checkpoints:bool=False, # keep `out/checkpoints` after the model is packaged
-               )->dict:
-    "Train, evaluate and export unless an export of the same data and settings exists; the training record."
-    key = dict(train_args, data_fingerprint=state['dedupe']['fingerprint'])
+                record=lambda: None, # saves the run's record
+                progress:bool=True, # fastai's progress bars; False: one line per epoch
+               )->tuple:
+    "Train and evaluate, going on from an interrupted training; `(learn, result)`, or `(None, None)` when the export is current."
+    # as run.json holds it (a path as text, a tuple as a list), so that the same command finds the same key
+    key = json.loads(json.dumps(dict(train_args, data_fingerprint=state['dedupe']['fingerprint']), default=str))
     done = state.get('train', {})
-    if done.get('key') == key and done.get('export') and (out/'export.pkl').exists() and read_card(out/'export.pkl'):
-        log(f'training: {out}/export.pkl is current (same photos, same settings); skipped')
-        return done
-    progress = (out/'checkpoints'/'progress.json').exists()
-    resume = done.get('key') == key and progress
-    if progress and not resume: log(f'training: the interrupted training in {out} had other photos or settings; training from the first epoch')
+    if done.get('key') == key and _export_current(out, done):
+        log(f'train: {out}/export.pkl was made from the same photos with the same settings; skipped')
+        return None, None
+    ckpt = (out/'checkpoints'/'progress.json').exists()
+    resume = done.get('key') == key and ckpt
+    if ckpt and not resume: log(f'train: the interrupted training in {out} had other photos or settings; training from the first epoch')
     state['train'] = dict(key=key); record()  # started: a re-run with the same key resumes
-    hint = f"resume with the same command: {rerun}" if rerun else None
-    learn, res = train_model(images, out, groups=groups, resume=resume, restart=not resume, resume_hint=hint, **train_args)
-    fname = package_model(learn, out, metrics=res['metrics'], data=res['data'], args=res['args'])
-    if not keep_checkpoints: remove_checkpoints(out)
+    learn, res = train_model(images, out, groups=groups, resume=resume, restart=not resume, resume_hint='', progress=progress, **train_args)
+    state['train'] |= dict(valid=res['metrics']['valid'], test=res['metrics'].get('test'), seconds=res['timing']['train_seconds'])
+    record()
     log(summary(res, out))
-    state['train'] = dict(key=key, export=str(fname), valid=res['metrics']['valid'],
-                          test=res['metrics'].get('test'), seconds=res['timing']['train_seconds'])
-    return state['train']
+    return learn, res
+
+def export_stage(learn, # the trained learner, or None when its export is current
+                 res:dict|None, # what `train_model` returned
+                 out:Path, # the model folder
+                 state:dict, # the run's record
+                 log=print, # where messages go
+                 record=lambda: None, # saves the run's record
+                )->Path:
+    "Write export.pkl and its card (the cloud check is the next stage); nothing when `learn` is None."
+    if learn is None:
+        log(f'export: {out}/export.pkl is current; skipped')
+        return out/'export.pkl'
+    fname = package_model(learn, out, metrics=res['metrics'], data=res['data'], args=res['args'], cloud_check=False)
+    state['train'] |= dict(export=str(fname), sha256=read_card(fname)['export_sha256']); record()
+    log(f"export: {fname}, its card {out/'model_card.json'}")
+    return fname
+
+def cloud_check_stage(learn, # the trained learner, or None to load the export
+                      images:Path, # the folder of photos it was trained on
+                      out:Path, # the model folder
+                      groups:dict, # near-duplicate groups, as training split the photos
+                      state:dict, # the run's record
+                      log=print, # where messages go
+                      record=lambda: None, # saves the run's record
+                      progress:bool=True, # a spinner while it works
+                     )->dict:
+    "Fit the cloud check on the training photos and write it into the model card, unless the card holds it already."
+    card = read_card(out/'export.pkl')
+    if learn is None and card.get('cloud_check'):  # the export is current, and an export writes a card without a check
+        log(f"cloud check: in {out/'model_card.json'} already; skipped")
+        return card['cloud_check']
+    with _spinner('cloud check: passing every training and validation photo through the model, then fitting the check', progress, log):
+        cc = add_cloud_check(out, learn, learn.dls) if learn is not None else add_model_cloud_check(out, images, groups=groups)
+    state['train']['cloud_check'] = True; record()
+    log(f"cloud check ({cc['method']}) fitted on {cc['n_train']} training photos; its threshold keeps {cc['keep']:.1%} "
+        f"of {cc['n_valid']} validation photos")
+    return cc
 
 # %% ../nbs/50_pipeline.ipynb #52da2424
+def _epochs(progress:dict)->str:
+    "The epochs a training's progress record says are done."
+    done, a = progress.get('done', {}), progress.get('args', {})
+    return (f"{done.get('frozen', 0)} of {a.get('epochs_frozen', '?')} frozen and "
+            f"{done.get('unfrozen', 0)} of {a.get('epochs', '?')} unfrozen epochs done")
+
+def _progress(dest:Path)->dict|None:
+    p = Path(dest)/'models'/'checkpoints'/'progress.json'
+    try: return json.loads(p.read_text())
+    except (OSError, ValueError): return None
+
+def resume_line(state:dict, # the record of an earlier run, from `read_run`
+                dest:Path, # the run's folder
+                stages:tuple=STAGES, # the run's stages
+                classes:list|None=None, # the classes to scrape (the ten genera when None)
+                per_class:int=150, # photos to scrape per class
+               )->str|None:
+    "One line: what an earlier run of `dest` finished, and the stage this one goes on with; None when there is nothing."
+    parts = []  # (stage, done, what to say)
+    if stages[0] == 'download':
+        d, key = state.get('download') or {}, dict(classes=scrape_classes(classes), per_class=per_class)
+        if d.get('key') == key and d.get('done'): parts.append(('download', True, f"download done ({d['photos']} photos)"))
+        elif d or (Path(dest)/'data').is_dir():
+            folders = [Path(dest)/'data'/c for c in key['classes']]
+            have = sum(min(len(image_files(f)), per_class) for f in folders if f.is_dir())
+            parts.append(('download', False, f"download {have} of {per_class * len(folders)} photos"))
+    dd = state.get('dedupe') or {}
+    if 'fingerprint' in dd: parts.append(('dedupe', True, 'dedupe done'))
+    elif 'found' in dd:
+        copies = [p for g in _from_json(dd['found']) for p in g.redundant]
+        parts.append(('dedupe', False, f"dedupe {sum(not p.exists() for p in copies)} of {len(copies)} copies moved"))
+    t, prog = state.get('train') or {}, _progress(dest)
+    if 'valid' in t: parts.append(('train', True, 'training done'))
+    elif 'key' in t and prog: parts.append(('train', False, 'training ' + _epochs(prog)))
+    if t.get('export'): parts.append(('export', True, 'export done'))
+    if t.get('cloud_check'): parts.append(('cloud check', True, 'cloud check done'))
+    if not parts: return None
+    finished = {s for s, ok, _ in parts if ok} | {'photos'}
+    said, todo = ', '.join(w for *_, w in parts), next((s for s in stages if s not in finished), None)
+    if todo is None: return f"{dest}: every stage was done before ({said}); each is skipped unless its photos or settings changed"
+    return f"resuming {dest}: {said}; going on with {todo}"
+
+def interrupted_line(stage:str, # the stage under way
+                     stages:tuple, # the run's stages
+                     dest:Path, # the run's folder
+                     rerun:str|None=None, # the command that resumes the run
+                    )->str:
+    "What Ctrl-C says: the stage it stopped and how to go on."
+    i, prog = stages.index(stage) + 1, _progress(dest) if stage == 'train' else None
+    where = f' ({_epochs(prog)})' if prog else ''
+    how = f'resume with the same command: {rerun}' if rerun else 'call run_pipeline again with the same arguments to resume'
+    return f"interrupted in stage {i}/{len(stages)} {stage}{where}; what was finished is kept: {how}"
+
 def run_pipeline(dest:Path, # folder for everything the run writes
                  data:Path|None=None, # a local folder-per-class image set instead of scraping
                  classes:list|None=None, # classes to use (the ten genera when scraping)
@@ -121,30 +303,46 @@ def run_pipeline(dest:Path, # folder for everything the run writes
                  log=print, # where messages and the summary go
                  rerun:str|None=None, # the command that resumes this run, said on Ctrl-C
                  keep_checkpoints:bool=False, # keep models/checkpoints after the model is packaged
+                 progress:bool=True, # progress bars and a spinner; False: plain lines, one per epoch (for a log)
                  **train_args, # passed to `train_model`: arch, weights, size, epochs_frozen, epochs, lr, bs, seed, balance, test
                 )->dict:
-    "Scrape (or read) photos, de-duplicate, train, evaluate and export; the run's record."
+    "Scrape (or read) photos, de-duplicate, train, export and fit the cloud check, going on from where a run of `dest` stopped; the run's record."
     dest = Path(dest)
     check(not dest.is_file(), f'{dest} is a file: give a folder for the run')
     dest.mkdir(parents=True, exist_ok=True)
-    state, t0 = read_run(dest), time.time()
-    images = photos_stage(dest, data, classes, per_class, search, log)
-    stats = image_stats(images, classes)
-    log(stats_table(stats))
-    state.update(data=str(images), counts=stats['counts'])
-    groups = dedupe_stage(images, data is None, state, log); _save_run(dest, state)
-    train = train_stage(images, dest/'models', groups, state, dict(train_args, classes=classes), log,
-                        lambda: _save_run(dest, state), rerun, keep_checkpoints)
-    state['seconds'] = time.time() - t0; _save_run(dest, state)
+    state, t0, out = read_run(dest), time.time(), dest/'models'
+    stages = STAGES if data is None else ('photos', *STAGES[1:])
+    if line := resume_line(state, dest, stages, classes, per_class): log(line)
+    save = lambda: _save_run(dest, state)
+    save()  # a run killed from here on is known to the next one
+    now = [stages[0]]
+    def stage(name): now[0] = name; return run_stage(name, stages, log)
+    try:
+        with stage(stages[0]):
+            images = photos_stage(dest, data, classes, per_class, search, state, log, progress); save()
+            log(stats_table(image_stats(images, classes)))
+        with stage('dedupe'):
+            groups = dedupe_stage(images, data is None, state, dest/'duplicates.txt', classes, log, save, progress)
+            state.update(data=str(images), counts=image_stats(images, classes)['counts']); save()
+        with stage('train'):
+            learn, res = train_stage(images, out, groups, state, dict(train_args, classes=classes), log, save, progress)
+        with stage('export'): export_stage(learn, res, out, state, log, save)
+        with stage('cloud check'): cloud_check_stage(learn, images, out, groups, state, log, save, progress)
+        if not keep_checkpoints: remove_checkpoints(out)
+    except KeyboardInterrupt:
+        print(('\n' if progress else '') + interrupted_line(now[0], stages, dest, rerun), file=sys.stderr)
+        raise
+    state['seconds'] = time.time() - t0; save()
     log(run_summary(state, dest))
     return state
 
 def run_summary(state:dict, # the record `run_pipeline` returns
                 dest:Path, # the run's folder
                )->str:
-    "A few lines: photos per class, validation error, and where the model, card and plots are."
+    "A few lines: photos per class, validation error, where the model, card and plots are, and how long the run took."
     v, m = state['train']['valid'], Path(dest)/'models'
     counts = ', '.join(f'{c} {n}' for c, n in state['counts'].items())
     return '\n'.join([f"photos: {sum(state['counts'].values())} ({counts}) in {state['data']}",
                       f"validation: error {v['error_rate']:.3f}, accuracy {v['accuracy']:.3f} on {v['n']} images",
-                      f"model: {m/'export.pkl'}; card: {m/'model_card.json'}; metrics and plots: {m}/ (valid.json, *.png)"])
+                      f"model: {m/'export.pkl'}; card: {m/'model_card.json'}; metrics and plots: {m}/ (valid.json, *.png)",
+                      f"run done in {human_duration(state['seconds'])}"])

@@ -23,7 +23,8 @@ from .manifest import Manifest, read_manifest
 
 # %% auto #0
 __all__ = ['USER_AGENT', 'DEFAULT_QUERIES', 'ddgs_images', 'SearchStopped', 'SearchUnreachable', 'search_failure',
-           'search_images', 'FetchError', 'fetch', 'download_urls', 'scrape_class', 'scrape', 'summary_table']
+           'search_images', 'FetchError', 'fetch', 'download_urls', 'scrape_class', 'scrape_classes', 'scrape',
+           'summary_table']
 
 # %% ../nbs/11_scrape.ipynb #3b84ea0c
 def _ddgs():
@@ -185,9 +186,11 @@ def _now()->str: return datetime.now(timezone.utc).isoformat(timespec='seconds')
 
 class _Keeper:
     "Claims file names and counts kept images across threads, so a target is never overshot."
-    def __init__(self, folder:Path, target:int|None):
+    def __init__(self, folder:Path, target:int|None, recorded:Iterable[str]=()):
         self.folder, self.target = folder, target
         self.names = {p.name for p in image_files(folder)} if folder.exists() else set()
+        # photos a killed run saved but had not yet recorded: fetched again, they are adopted, not called duplicates
+        self.unrecorded = self.names - set(recorded)
         self.have, self.kept = len(self.names), 0
         self.lock = threading.Lock()
     def full(self)->bool: return self.target is not None and self.have + self.kept >= self.target
@@ -195,8 +198,9 @@ class _Keeper:
         "How many more downloads may run at once: all of them still could succeed without passing the target."
         return float('inf') if self.target is None else self.target - self.have - self.kept
     def claim(self, name:str)->str|None:
-        "None when `name` may be written, else why not (duplicate, target-reached)."
+        "None when `name` may be written, 'adopt' when it is there but unrecorded, else why not (duplicate, target-reached)."
         with self.lock:
+            if name in self.unrecorded: self.unrecorded.discard(name); return 'adopt'
             if name in self.names: return 'duplicate'
             if self.full(): return 'target-reached'
             self.names.add(name); self.kept += 1
@@ -210,27 +214,35 @@ def _fetch_one(url:str, fetch_kw:dict)->tuple[str, bytes|FetchError, str]:
     except FetchError as e: return url, e, when
     except Exception as e: return url, FetchError('error', _one_line(e)), when  # one odd URL never stops the run
 
-def _keep_one(got:tuple, keeper:_Keeper, label:str, query:str, max_side:int, min_side:int)->dict|None:
-    "Verify and save one fetched body; its manifest row (None when the target was reached first)."
+def _keep_one(got:tuple, keeper:_Keeper, label:str, query:str, max_side:int, min_side:int)->tuple[dict, bytes|None]|None:
+    "Verify one fetched body and claim its file name: (its manifest row, the bytes to save or None); None when the target was reached first."
     url, body, when = got
     row = dict(file='', url=url, query=query, status='failed', reason='', fetched_at=when, **{'class': label})
-    if isinstance(body, FetchError): return row | dict(reason=body.reason)
+    if isinstance(body, FetchError): return row | dict(reason=body.reason), None
     row |= dict(bytes=len(body), downloaded=True)
     try: v = verify_image_bytes(body, max_side=max_side, min_side=min_side)
-    except BadImage as e: return row | dict(reason=e.reason)
-    except Exception as e: return row | dict(reason=f'error: {type(e).__name__}')  # a decoder bug on one odd file
+    except BadImage as e: return row | dict(reason=e.reason), None
+    except Exception as e: return row | dict(reason=f'error: {type(e).__name__}'), None  # a decoder bug on one odd file
     sha = sha256_bytes(v.data)
     name = sha[:16] + v.ext
     row |= dict(file=f'{label}/{name}', sha256=sha, width=v.width, height=v.height, bytes=len(v.data))
     why = keeper.claim(name)
     if why == 'target-reached': return None
-    if why: return row | dict(reason=why)
+    if why == 'adopt': return row | dict(status='ok'), None  # the very bytes are in the file already
+    if why: return row | dict(reason=why), None
+    return row | dict(status='ok'), v.data
+
+def _save(got:tuple, keeper:_Keeper)->dict:
+    "Write the photo `_keep_one` claimed, if any; its manifest row."
+    row, data = got
+    if data is None: return row
+    name = Path(row['file']).name
     # no fsync per photo: a photo lost to a power cut is fetched again by the next run
-    try: atomic_write(keeper.folder/name, v.data, durable=False)
+    try: atomic_write(keeper.folder/name, data, durable=False)
     except WriteError as e:
         keeper.release(name)
-        return row | dict(file='', reason=f'write-error: {e.why}')
-    return row | dict(status='ok')
+        return row | dict(file='', status='failed', reason=f'write-error: {e.why}')
+    return row
 
 # %% ../nbs/11_scrape.ipynb #336f5bcf
 def _pipeline(fetch_fn:Callable, keep_fn:Callable, items:list, n_workers:int, n_cpu:int, room:Callable):
@@ -274,7 +286,8 @@ def download_urls(urls:Iterable[str], # image URLs
     folder = dest/label; folder.mkdir(parents=True, exist_ok=True)
     urls = list(dict.fromkeys(u.strip() for u in urls if u and u.strip()))
     todo = [u for u in urls if u not in man.urls]
-    keeper = _Keeper(folder, target)
+    recorded = [Path(r['file']).name for r in man.rows if r['status'] == 'ok' and Path(r['file']).parent.name == label]
+    keeper = _Keeper(folder, target, recorded)
     n_check = n_check or os.cpu_count() or 2
     fetch_kw = dict(timeout=timeout, max_bytes=max_bytes, max_redirects=max_redirects, max_time=max_time)
     st = dict(found=len(urls), skipped=len(urls) - len(todo), tried=0, downloaded=0, kept=0, rejected=Counter(), had=keeper.have)
@@ -283,8 +296,9 @@ def download_urls(urls:Iterable[str], # image URLs
     if progress and todo:
         work = progress_bar(work, total=len(todo), leave=False)
         work.comment = label  # the console bar takes no `comment` argument
-    for row in work:
-        if row is None: continue
+    for got in work:
+        if got is None: continue
+        row = _save(got, keeper)  # written by the thread that records it, just before its row: a stop between two photos leaves none unrecorded
         st['tried'] += 1; st['downloaded'] += row.pop('downloaded', False)
         if row['status'] == 'ok': st['kept'] += 1
         else: st['rejected'][row['reason']] += 1
@@ -329,6 +343,11 @@ def scrape_class(dest:Path, # data folder
         tot['total'] = st['total']
     return tot
 
+def scrape_classes(classes:Iterable[str]|None=None # class names as given (abbreviations, misspellings); None for the ten genera
+                  )->list[str]:
+    "The canonical names of the classes to scrape, each once: `classes`, or the ten cloud genera."
+    return list(dict.fromkeys(class_name(c) for c in (classes or [g.name for g in GENERA])))
+
 def scrape(dest:Path, # data folder: `dest/<class>/` and `dest/manifest.csv`
            classes:Iterable[str]|None=None, # classes to scrape; the ten cloud genera when None
            per_class:int=100, # images wanted in each class folder
@@ -340,7 +359,7 @@ def scrape(dest:Path, # data folder: `dest/<class>/` and `dest/manifest.csv`
     "Search and download photos for every class into `dest`; per-class counts, with a summary table logged."
     dest = Path(dest)
     check(not dest.is_file(), f'{dest} is a file: give a folder for the images')
-    classes = list(dict.fromkeys(class_name(c) for c in (classes or [g.name for g in GENERA])))
+    classes = scrape_classes(classes)
     check(per_class > 0, f'--per-class must be at least 1, not {per_class}')
     man = Manifest(dest)
     report = {c: scrape_class(dest, c, per_class, queries, search, manifest=man, log=log, **kwargs) for c in classes}

@@ -7,15 +7,16 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/train.html.md"""
 # %% ../nbs/21_train.ipynb #459990d2
 from __future__ import annotations
 import atexit, hashlib, json, math, os, shutil, sys, time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import fields
 from pathlib import Path
 import numpy as np
 import torch
 from fastai.learner import save_model
-from fastai.vision.all import (L, Callback, CancelFitException, SaveModelCallback, minimum, steep, valley, set_seed,
-                               num_distrib, rank_distrib, distrib_barrier)
-from .core import defaults, UserError, check, Recipe, AUGMENTATIONS
+from fastai.callback.tracker import TrackerCallback
+from fastai.vision.all import (L, Callback, CancelFitException, SaveModelCallback, ProgressCallback, minimum, steep, valley,
+                               set_seed, num_distrib, rank_distrib, distrib_barrier)
+from .core import defaults, UserError, check, Recipe, AUGMENTATIONS, human_duration
 from .files import atomic_write
 from .data import class_files, label_from_folder, cloud_dataloaders
 from .learner import get_arch, is_scratch, make_learner
@@ -23,8 +24,9 @@ from .evaluate import classification_metrics, verify_images, labelled_items, eva
 
 # %% auto #0
 __all__ = ['AUTO_LR', 'find_lr', 'BestCheckpoint', 'ProgressCheckpoint', 'StopOnNaN', 'discriminative_lrs', 'fit_recipe',
-           'distributed', 'History', 'files_hash', 'prepare_data', 'build_learner', 'choose_lrs', 'run_recipe',
-           'measure', 'check_class_sizes', 'check_splits', 'remove_checkpoints', 'train_model']
+           'distributed', 'History', 'EpochLine', 'epoch_lines', 'files_hash', 'prepare_data', 'build_learner',
+           'choose_lrs', 'run_recipe', 'measure', 'check_class_sizes', 'check_splits', 'remove_checkpoints',
+           'train_model']
 
 # %% ../nbs/21_train.ipynb #111c9a80
 AUTO_LR = 'valley'
@@ -56,7 +58,11 @@ class BestCheckpoint(SaveModelCallback):
                  **kwargs, # passed to `SaveModelCallback`
                 ): super().__init__(**kwargs); self.start_epoch = start_epoch
     def after_epoch(self):
-        if self.epoch >= self.start_epoch: super().after_epoch()
+        if self.epoch < self.start_epoch: return
+        if any(isinstance(cb, ProgressCallback) for cb in self.learn.cbs): return super().after_epoch()
+        # no progress table to print "Better model found" under: `EpochLine` says it on the epoch's own line
+        TrackerCallback.after_epoch(self)
+        if self.new_best: self._save(self.fname)
     def after_fit(self, **kwargs):
         distrib_barrier()  # distributed: only the first process saves; the others must not look before it has
         if (self.learn.path/self.learn.model_dir/f'{self.fname}.pth').exists(): super().after_fit(**kwargs)
@@ -155,6 +161,33 @@ class History(Callback):
         self.epochs.append(dict(stage=self.stage, **{n: (float(v) if isinstance(v, (int, float, np.floating)) else v)
                                                    for n, v in zip(names, vals)}))
 
+# %% ../nbs/21_train.ipynb #e90c11a4
+class EpochLine(Callback):
+    "Print one line per epoch: stage, epoch, losses and metrics, its duration, and whether it was the best so far."
+    order = ProgressCheckpoint.order + 1  # after the recorder, the best-model tracker and the checkpoint
+    def before_fit(self): self.stage = 'frozen' if not all(p.requires_grad for p in self.learn.model.parameters()) else 'unfrozen'
+    def before_epoch(self): self.t0, self.trained = time.time(), False
+    def after_train(self): self.trained = True
+    def after_epoch(self):
+        # `get_preds` and `validate` also end with after_epoch, and an epoch skipped on resume trains nothing
+        if not getattr(self, 'trained', False) or rank_distrib() or hasattr(self.learn, 'lr_finder'): return
+        rec = self.learn.recorder
+        vals = ', '.join(f'{n} {v:.4f}' for n, v in zip(rec.metric_names, rec.log)
+                         if n not in ('epoch', 'time') and isinstance(v, (int, float, np.floating)))
+        best = getattr(self.learn, 'best_checkpoint', None)
+        mark = '; best so far' if best is not None and getattr(best, 'new_best', False) else ''
+        print(f"epoch {self.epoch + 1}/{self.n_epoch} ({self.stage}): {vals}; {human_duration(time.time() - self.t0)}{mark}", flush=True)
+
+@contextmanager
+def epoch_lines(learn, # a fastai learner
+                on:bool=True, # False leaves fastai's progress bars and table as they are
+               ):
+    "Within the block, `learn` prints `EpochLine`'s one line per epoch instead of fastai's redrawn progress bars and table."
+    if not on: yield learn; return
+    bars = [cb for cb in learn.cbs if isinstance(cb, ProgressCallback)]
+    with learn.removed_cbs(bars), learn.added_cbs(EpochLine()), learn.no_logging(): yield learn
+
+
 # %% ../nbs/21_train.ipynb #7b876b28
 def files_hash(files:list, # the training files
                root:Path, # the data folder they are named relative to
@@ -226,7 +259,7 @@ def run_recipe(learn, # from `build_learner`
                lr_slice:slice, # the unfrozen stage's rates
                state:dict, # progress record, saved with the checkpoints
                cbs:list|None=None, # extra fastai callbacks
-               hint:str='', # how to resume, printed on Ctrl-C
+               hint:str='', # how to resume, printed on Ctrl-C after an epoch is done; None says nothing (the caller does)
               )->tuple[History, float]:
     "`fit_recipe` with checkpoints, distributed when launched so; the loss `History` and the seconds it took."
     hist, t0 = History(), time.time()
@@ -234,6 +267,7 @@ def run_recipe(learn, # from `build_learner`
         with distributed(learn):
             fit_recipe(learn, recipe.epochs_frozen, recipe.epochs, lr=lr, lrs=lr_slice, cbs=[hist, *L(cbs)], state=state)
     except KeyboardInterrupt:
+        if hint is None: raise
         done = state.get('done', {})
         where = f"after {done}" if done else "before the first epoch finished: nothing to resume, start again"
         print(f"\ninterrupted {where}; checkpoints in {learn.path/learn.model_dir}\n" + (hint if done else ''), file=sys.stderr)
@@ -323,10 +357,11 @@ def train_model(data:Path, # folder with one sub-folder per class
                 valid_pct:float=Recipe.valid_pct, # share of images for validation
                 resume:bool=False, # continue an interrupted run in `out` with its recorded settings
                 restart:bool=False, # train from the first epoch even if `out` holds an interrupted run
-                resume_hint:str|None=None, # what to run to resume, said on Ctrl-C (`train --resume` when None)
+                resume_hint:str|None=None, # what to run to resume, said on Ctrl-C (`train --resume` when None; '' says nothing, the caller does)
                 lr_find_iters:int=100, # mock-training steps of `find_lr` with lr="auto"
                 reports:bool=True, # write JSON and PNG reports into `out`
                 cbs:list|None=None, # extra fastai callbacks for the recipe
+                progress:bool=True, # fastai's progress bars and table; False: one printed line per epoch (`epoch_lines`), for a log
                 **kwargs, # passed to `cloud_dataloaders` (item_tfms, batch_tfms, n_per_class, num_workers)
                ):
     "Train with the recipe; returns `(learn, result)` where `result` holds metrics, data summary, arguments and timing."
@@ -348,21 +383,23 @@ def train_model(data:Path, # folder with one sub-folder per class
     if restart: _start_again(out)
     learn = build_learner(dls, recipe, out, resume)
     state['args'] = args
-    lr_used, lr_slice = choose_lrs(learn, recipe.lr, args['lrs'], state, out if reports else None, lr_find_iters)
-    print(f"training {recipe.arch} ({'pretrained: ' + str(recipe.weights) if learn.pretrained else 'from scratch'}) on "
-          f"{len(dls.train_ds)} images, validating on {len(dls.valid_ds)}; lr {lr_used:.2e}, then slice({lr_slice.start:.2e}, {lr_slice.stop:.2e})")
-    done_before = dict(state.get('done', {}))
-    hist, wall = run_recipe(learn, recipe, lr_used, lr_slice, state, cbs, resume_hint or _resume_hint(out, data))
-    if all(done_before.get(st, 0) >= n for st, n in (('frozen', recipe.epochs_frozen), ('unfrozen', recipe.epochs))) \
-            and (out/'checkpoints'/'best.pth').exists():
-        learn.load('best')  # every epoch was done before: the model is the best one, as the finished run left it
-    if (out/'checkpoints'/'progress.json').exists() and not rank_distrib():  # finished: nothing left to resume
-        atomic_write(out/'checkpoints'/'progress.json', json.dumps(state | dict(finished=True), indent=1))
-    n_seen = len(dls.train_ds) * sum(max(n - done_before.get(st, 0), 0) for st, n in
-                                     (('frozen', recipe.epochs_frozen), ('unfrozen', recipe.epochs)))
-    metrics, probs, targs = measure(learn, test)
-    result = dict(metrics=metrics, data=_data_summary(dls, data), args=args, lr=lr_used,
-                  lrs=[lr_slice.start, lr_slice.stop], history=hist.epochs,
-                  timing=dict(train_seconds=wall, train_images_per_second=n_seen / wall if wall else None))
-    if reports and not rank_distrib(): write_reports(learn, result, hist, probs, targs, out)
+    with epoch_lines(learn, not progress):
+        lr_used, lr_slice = choose_lrs(learn, recipe.lr, args['lrs'], state, out if reports else None, lr_find_iters)
+        print(f"training {recipe.arch} ({'pretrained: ' + str(recipe.weights) if learn.pretrained else 'from scratch'}) on "
+              f"{len(dls.train_ds)} images, validating on {len(dls.valid_ds)}; lr {lr_used:.2e}, then slice({lr_slice.start:.2e}, {lr_slice.stop:.2e})")
+        done_before = dict(state.get('done', {}))
+        hint = _resume_hint(out, data) if resume_hint is None else resume_hint or None  # None: the caller says it
+        hist, wall = run_recipe(learn, recipe, lr_used, lr_slice, state, cbs, hint)
+        if all(done_before.get(st, 0) >= n for st, n in (('frozen', recipe.epochs_frozen), ('unfrozen', recipe.epochs))) \
+                and (out/'checkpoints'/'best.pth').exists():
+            learn.load('best')  # every epoch was done before: the model is the best one, as the finished run left it
+        if (out/'checkpoints'/'progress.json').exists() and not rank_distrib():  # finished: nothing left to resume
+            atomic_write(out/'checkpoints'/'progress.json', json.dumps(state | dict(finished=True), indent=1))
+        n_seen = len(dls.train_ds) * sum(max(n - done_before.get(st, 0), 0) for st, n in
+                                         (('frozen', recipe.epochs_frozen), ('unfrozen', recipe.epochs)))
+        metrics, probs, targs = measure(learn, test)
+        result = dict(metrics=metrics, data=_data_summary(dls, data), args=args, lr=lr_used,
+                      lrs=[lr_slice.start, lr_slice.stop], history=hist.epochs,
+                      timing=dict(train_seconds=wall, train_images_per_second=n_seen / wall if wall else None))
+        if reports and not rank_distrib(): write_reports(learn, result, hist, probs, targs, out)
     return learn, result

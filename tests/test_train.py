@@ -88,6 +88,9 @@ def test_train_then_evaluate_command(image_set, tmp_path):
                 '--epochs-frozen', '1', '--epochs', '1', '--lr', '2e-3', '--balance', 'none', '--test', image_set)
     assert r.returncode == 0, r.stderr
     assert 'validation: error' in r.stdout and 'test: error' in r.stdout
+    # its output is not a terminal: one line per epoch, and no progress bar redrawn into the log
+    assert '\r' not in r.stdout
+    assert [l.split(':')[0] for l in r.stdout.splitlines() if l.startswith('epoch ')] == ['epoch 1/1 (frozen)', 'epoch 1/1 (unfrozen)']
     names = {p.name for p in out.iterdir()}
     assert {'export.pkl', 'model_card.json', 'valid.json', 'test.json', 'confusion_valid.png', 'losses.png', 'top_losses.png'} <= names
     card = json.loads((out/'model_card.json').read_text())
