@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-from .core import UserError, check
+from .core import UserError, check, human_duration
 from .files import atomic_write, write_csv
 from .data import list_classes, label_from_folder
 from .images import check_image, open_image
@@ -170,5 +170,5 @@ def summary(result:dict, # what `train_model` returned
     if 'test' in result['metrics']:
         t = result['metrics']['test']; lines.append(f"test: error {t['error_rate']:.3f} on {t['n']} images")
     if v['most_confused']: lines.append('most confused: ' + ', '.join(f"{o['actual']} as {o['predicted']} ({o['count']})" for o in v['most_confused'][:3]))
-    lines.append(f"train time {result['timing']['train_seconds']:.0f}s; reports in {out}/ (valid.json, confusion_valid.png, losses.png, top_losses.png)")
+    lines.append(f"train time {human_duration(result['timing']['train_seconds'])}; reports in {out}/ (valid.json, confusion_valid.png, losses.png, top_losses.png)")
     return '\n'.join(lines)
