@@ -15,6 +15,16 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT/'nbs'
 SKIP = re.compile(r'^#\|\s*(eval:\s*false|slow)\b', re.M)
+# A Python warning as it reaches stderr: "FILE:LINE: SomethingWarning: text", then the source line, indented.
+WARNING = re.compile(r'(\S+:\d+: \w*Warning: [^\n]*\n(?:  [^\n]*\n)*)+')
+
+
+def drop_warnings(nb):
+    "Remove the stderr outputs that hold only Python warnings (a dependency's deprecations), which a reader cannot act on."
+    for c in nb.cells:
+        if c.cell_type == 'code':
+            c.outputs = [o for o in c.outputs if not (o.get('name') == 'stderr' and WARNING.fullmatch(o.text))]
+    return nb
 
 
 def run_notebook(path:Path, timeout:int=3600)->float:
@@ -24,7 +34,11 @@ def run_notebook(path:Path, timeout:int=3600)->float:
     for i, c in enumerate(nb.cells):
         if c.cell_type == 'code' and SKIP.search(c.source): skipped[i], c.source = c.source, ''
     t = time.time()
-    NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}}).execute()
+    # A widget's saved state holds every thumbnail it showed (megabytes) and no reader without a kernel can use it.
+    NotebookClient(nb, timeout=timeout, kernel_name='python3', store_widget_state=False,
+                   resources={'metadata': {'path': str(path.parent)}}).execute()
+    nb.metadata.pop('widgets', None)
+    drop_warnings(nb)
     for i, src in skipped.items(): nb.cells[i].source, nb.cells[i].outputs = src, []
     tmp = path.with_name(f'.{path.name}.tmp')
     nbformat.write(nb, tmp)
