@@ -313,9 +313,11 @@ def _train(args):
 def _evaluate(args):
     from cloud_classifier.export import load_model
     from cloud_classifier.evaluate import evaluate
-    from cloud_classifier.files import atomic_write
+    from cloud_classifier.files import atomic_write, check_writable
+    if args.json: check_writable(args.json)  # before the model is loaded and run, not after
     learn = load_model(args.model, check_hash=not args.no_hash_check)
-    res = evaluate(learn, args.data, tta=args.tta, bs=args.bs)
+    with contextlib.nullcontext() if sys.stdout.isatty() else learn.no_bar():  # no bar redraws in a log
+        res = evaluate(learn, args.data, tta=args.tta, bs=args.bs)
     if res['skipped_classes']: print(f"skipped classes the model does not know: {', '.join(res['skipped_classes'])}")
     print(f"{res['n']} images: accuracy {res['accuracy']:.3f}, error {res['error_rate']:.3f}" + (' (TTA)' if args.tta else ''))
     w = max(len(c) for c in res['per_class'])
@@ -323,7 +325,6 @@ def _evaluate(args):
     for c, m in res['per_class'].items(): print(f"{c:<{w}}  {m['precision']:9.3f}  {m['recall']:6.3f}  {m['f1']:5.3f}  {m['support']:7d}")
     if res['most_confused']: print('most confused: ' + ', '.join(f"{o['actual']} as {o['predicted']} ({o['count']})" for o in res['most_confused'][:5]))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(args.json, json.dumps(res, indent=1))
         print(f'written {args.json}')
 

@@ -34,7 +34,7 @@ def image_files(path:Path, # folder to list
     out = []
     for root, dirs, files in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-        out += [Path(root)/f for f in files if is_image_file(Path(f))]
+        out += [Path(root)/f for f in files if is_image_file(Path(f)) and (Path(root)/f).is_file()]  # not a dangling or looping link
     return sorted(out)
 
 # %% ../nbs/02_images.ipynb #e799c9b4

@@ -334,8 +334,12 @@ def _start_again(out:Path):
 
 def check_out(out:Path # the folder a training run writes into
              ):
-    "Refuse, before any work, an output folder that is a file."
-    check(not Path(out).exists() or Path(out).is_dir(), f'{out} is a file, not a folder: give a folder for the model, its reports and checkpoints (nothing was written)')
+    "Refuse, before any work, an output folder that is a file or that cannot be made or written."
+    out = Path(out)
+    check(not out.exists() or out.is_dir(), f'{out} is a file, not a folder: give a folder for the model, its reports and checkpoints (nothing was written)')
+    d = out.absolute()
+    while not d.exists(): d = d.parent  # the folder in which the first missing one is to be made
+    check(d.is_dir() and os.access(d, os.W_OK | os.X_OK), f'cannot write into {out}: {d} is not writable; choose a folder you can write to (nothing was written)')
 
 def remove_checkpoints(out:Path # the run's folder
                       ):
