@@ -69,7 +69,8 @@ def image_records(path:Path, # data folder with one sub-folder per class
                  )->list[ImageRecord]:
     "Hashes and sizes of every image under `path`."
     path = Path(path)
-    check(path.is_dir(), f'data folder {path} does not exist: give the folder that holds one sub-folder per class')
+    check(path.exists(), f'data folder {path} does not exist: give the folder that holds one sub-folder per class')
+    check(path.is_dir(), f'{path} is a file, not a folder: give the folder that holds one sub-folder per class')
     files = image_files(path, recurse=True)
     with ThreadPoolExecutor(n_workers) as ex:
         it = ex.map(lambda p: _record(p, path), files)
