@@ -6,13 +6,13 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/app.html.md"""
 
 # %% ../nbs/51_app.ipynb #9c30f299
 from __future__ import annotations
-import os
+import os, socket
 from pathlib import Path
 from .core import UserError, check
 from .runtime import NOT_CLOUD, Prediction
 
 # %% auto #0
-__all__ = ['TITLE', 'show', 'classify', 'make_app', 'launch']
+__all__ = ['TITLE', 'show', 'classify', 'make_app', 'launch', 'check_port']
 
 # %% ../nbs/51_app.ipynb #79707ab1
 TITLE = 'Which cloud is this?'
@@ -83,7 +83,22 @@ def launch(clf, # a CloudClassifier or OnnxCloudClassifier
            block:bool=True, # serve until interrupted; False returns at once
           ):
     "Serve the app on http://`host`:`port`."
+    check_port(host, port)
     app = make_app(clf, top_k, max_mb)
-    app.launch(server_name=host, server_port=port, max_file_size=f'{int(max_mb * 1e6)}b', show_error=True,
-               prevent_thread_lock=not block, quiet=not block)
+    try: app.launch(server_name=host, server_port=port, max_file_size=f'{int(max_mb * 1e6)}b', show_error=True,
+                    prevent_thread_lock=not block, quiet=not block)
+    except OSError as e:  # taken between the check and the launch
+        raise UserError(f'cannot serve on {host}:{port}: {str(e).splitlines()[0]}; choose another --port') from None
     return app
+
+def check_port(host:str, # address the app is to bind
+               port:int, # its port
+              ):
+    "Refuse, in one line and before a model is loaded, an address that cannot be served on (a port in use, an unknown host)."
+    check(isinstance(port, int) and 0 < port < 65536, f'port {port} is not a port number: give one from 1 to 65535, e.g. --port 7860')
+    try:
+        with socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: a port in TIME_WAIT is free
+            s.bind((host, port))
+    except OSError as e:
+        raise UserError(f'cannot serve on {host}:{port}: {e.strerror or e}; stop the program that uses it or choose another --port') from None

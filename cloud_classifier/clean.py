@@ -298,10 +298,11 @@ img{{max-width:160px;max-height:160px}} code{{word-break:break-all}}</style></he
 {''.join(cards)}</body></html>"""
     return atomic_write(out, page)
 
-def _skipped_line(skipped:list, out:Path)->str:
-    "One line naming the files a review left out (the first ten, then how many more)."
+def _skipped_line(skipped:list, out:Path, data:Path)->str:
+    "One line naming the files a review left out (the first ten, then how many more), and how to move them aside."
     names = ', '.join(skipped[:10]) + (f' and {len(skipped) - 10} more' if len(skipped) > 10 else '')
-    return f'skipped {len(skipped)} file(s) that cannot be read as photos (left out of {out}): {names}'
+    return (f'skipped {len(skipped)} file(s) that cannot be read as photos (left out of {out}): {names}; '
+            f'move them aside with: cloud-classifier data check {data} --quarantine')
 
 def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with the pretrained body (`arch`, `weights`)
            data:Path, # folder holding one sub-folder per class
@@ -336,7 +337,7 @@ def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with
         keep = rows[:top] if top else rows
         rows = keep + [r for r in rows[len(keep):] if r['file'] in conflicts]
     skipped = sorted(skipped)
-    if skipped: print(_skipped_line(skipped, out), file=sys.stderr)
+    if skipped: print(_skipped_line(skipped, out, data), file=sys.stderr)
     write_csv(out, rows, REVIEW_COLUMNS)
     contact_sheet(rows, data, Path(out).with_suffix('.html'), conflicts, ORDERS[rank], skipped)
     return rows

@@ -6,7 +6,7 @@ Docs: https://cloud-classifier.github.io/cloud_classifier/cli.html.md"""
 
 # %% ../nbs/52_cli.ipynb #d032e32d
 from __future__ import annotations
-import argparse, json, shlex, sys, warnings
+import argparse, contextlib, errno, io, json, os, shlex, sys, warnings
 from pathlib import Path
 from dataclasses import fields, asdict
 from fastcore.docments import docments
@@ -90,8 +90,13 @@ def recipe_of(args:argparse.Namespace # parsed arguments holding `recipe_args`
     "The `Recipe` the command line asks for, its numbers checked before any work."
     return Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe)})
 
+class _Parser(argparse.ArgumentParser):
+    "An `ArgumentParser` whose usage mistakes are one line, like every other mistake (argparse prints the usage first)."
+    def error(self, message):
+        self.exit(2, f'error: {self.prog}: {message}: see {self.prog} --help\n')
+
 def _parser()->argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='cloud-classifier',
+    p = _Parser(prog='cloud-classifier',
         description='Build an image classifier from web photos: scrape, verify, de-duplicate, train, clean, export, predict.')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
     groups = {}
@@ -120,15 +125,44 @@ def main(argv:list|None=None # arguments; `sys.argv[1:]` when None
     if not getattr(args, 'func', None):
         p.print_help()
         return 0
+    stdout, sys.stdout = sys.stdout, _Output(sys.stdout)
     try:
         check_ranges(args, args.cmd_args)
-        return args.func(args) or 0
+        rc = args.func(args) or 0
+        sys.stdout.flush()  # a closed pipe or a full disk shows here, not in a traceback at exit
+        return rc
     except UserError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         return 130
+    except _OutputFailed as e:
+        _drop_output(stdout)
+        if isinstance(e.error, BrokenPipeError): return 141  # the reader has what it wanted: nothing to say
+        print(f'error: cannot write the output: {os.strerror(e.error.errno).lower()}; free some space or send the output elsewhere', file=sys.stderr)
+        return 1
+    finally: sys.stdout = stdout
+
+class _OutputFailed(Exception):
+    "Writing the command's output failed (`error`): told apart from the errors of the files a command writes."
+    def __init__(self, error:OSError): self.error = error
+
+class _Output:
+    "`sys.stdout`, whose write errors raise `_OutputFailed`."
+    def __init__(self, f): self._f = f
+    def __getattr__(self, k): return getattr(self._f, k)
+    def write(self, s):
+        try: return self._f.write(s)
+        except OSError as e: raise _OutputFailed(e) from None
+    def flush(self):
+        try: return self._f.flush()
+        except OSError as e: raise _OutputFailed(e) from None
+
+def _drop_output(stdout):
+    "Send what `stdout` still holds to the null device, so that Python's flush at exit raises nothing."
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
 
 # %% ../nbs/52_cli.ipynb #224b041b
 @command('genera', 'Print the ten WMO cloud genera: name, abbreviation, height band, description.',
@@ -142,7 +176,8 @@ def _genera(args):
          data_arg(),
          arg('--classes', nargs='+', help='count only these classes'),
          arg('--min', type=int, at_least=0, default=defaults.min_per_class, help='flag classes with fewer images'),
-         arg('--json', action='store_true', help='print JSON instead of a table'))
+         arg('--json', action='store_true', help='print JSON instead of a table'),
+         epilog='Only files that open as images are counted; the others are counted as unreadable (see data check).')
 def _data_stats(args):
     from cloud_classifier.data import image_stats, stats_table
     st = image_stats(args.data, args.classes, min_images=args.min)
@@ -150,6 +185,30 @@ def _data_stats(args):
     else:
         print(stats_table(st))
         if st['low']: print(f"{len(st['low'])} class(es) with fewer than {args.min} images: {', '.join(st['low'])}")
+        if st['unreadable']: print(f"list the unreadable files with: cloud-classifier data check {args.data}")
+
+@command('data check', 'List the files of a data set that are no usable photos (unreadable, no image, empty, animated, too small), with their reasons.',
+         data_arg(),
+         arg('--classes', nargs='+', help='check only these classes'),
+         arg('--min-side', type=int, at_least=1, default=defaults.min_side, help='a photo whose shorter side has fewer pixels is too small'),
+         arg('--quarantine', action='store_true', help='move them to DATA/.trash/ROUND/CLASS/, journaled: clean DATA --undo ROUND puts them back'),
+         epilog='Exit status 0 when every file is a usable photo, 1 when some are not (each listed), 2 for a usage mistake.')
+def _data_check(args):
+    from collections import Counter
+    from cloud_classifier.data import list_classes, bad_images, quarantine
+    n = sum(len(fs) for fs in list_classes(args.data, args.classes).values())
+    bad = bad_images(args.data, args.classes, min_side=args.min_side)
+    for f, why in bad: print(f'{f.relative_to(args.data).as_posix()}: {why}')
+    if not bad:
+        print(f'all {n} image file(s) in {args.data} are usable photos')
+        return 0
+    why = ', '.join(f'{k} {v}' for k, v in Counter(r.split(':')[0] for _, r in bad).most_common())
+    print(f'{len(bad)} of {n} image file(s) in {args.data} are no usable photos ({why})')
+    if args.quarantine:
+        s = quarantine(args.data, bad)
+        print(f"moved {s['moves']} file(s) to {args.data/'.trash'/str(s['id'])}; put them back with: cloud-classifier clean {args.data} --undo {s['id']}")
+    else: print(f'move them aside (journaled, undoable) with: cloud-classifier data check {args.data} --quarantine')
+    return 1
 
 # %% ../nbs/52_cli.ipynb #b9e9fcc1
 def _queries(qs:list|None)->list|None:
@@ -195,13 +254,17 @@ def _download(args):
          arg('--threshold', type=int, at_least=0, at_most=64, help='most differing bits of two perceptual hashes (default: 8, measured on CCSN)'),
          epilog='Groups that span classes are label conflicts: reported, never moved. Nothing is deleted.')
 def _dedupe(args):
-    from cloud_classifier.dedupe import THRESHOLD, find_duplicates, duplicates_report, remove_duplicates, undo_dedupe
+    from cloud_classifier.dedupe import THRESHOLD, image_records, find_duplicates, duplicates_report, remove_duplicates, undo_dedupe
+    from cloud_classifier.images import image_files
     if args.undo:
         back = undo_dedupe(args.data)
         print(f'put back {len(back)} file(s)')
         return
-    groups = find_duplicates(args.data, THRESHOLD if args.threshold is None else args.threshold, progress=sys.stdout.isatty())
+    recs = image_records(args.data, progress=sys.stdout.isatty())
+    groups = find_duplicates(args.data, THRESHOLD if args.threshold is None else args.threshold, records=recs)
     print(duplicates_report(groups, args.data))
+    if skipped := len(image_files(args.data, recurse=True)) - len(recs):
+        print(f'note: skipped {skipped} file(s) that cannot be read as images; list them with: cloud-classifier data check {args.data}', file=sys.stderr)
     if args.remove:
         moved = remove_duplicates(args.data, groups)
         print(f'moved {len(moved)} file(s) to {args.data/".trash"} (undo: cloud-classifier dedupe {args.data} --undo)')
@@ -225,10 +288,11 @@ def _train(args):
         from cloud_classifier.onnx import check_export_extra
         check_export_extra()
     import matplotlib; matplotlib.use('Agg')
-    from cloud_classifier.train import train_model, remove_checkpoints
+    from cloud_classifier.train import train_model, remove_checkpoints, check_out
     from cloud_classifier.evaluate import summary
     from cloud_classifier.package import package_model
     from cloud_classifier.dedupe import split_groups
+    check_out(args.out)  # before the photos are hashed
     groups = split_groups(args.data) if args.data.is_dir() else None  # the same on --resume, so the split is too
     if groups: print(f"{len(groups)} near-duplicate photos in {len(set(groups.values()))} groups: each group stays on one side of the split")
     learn, res = train_model(args.data, args.out, groups=groups, lrs=args.lr_slice, classes=args.classes, test=args.test,
@@ -249,9 +313,11 @@ def _train(args):
 def _evaluate(args):
     from cloud_classifier.export import load_model
     from cloud_classifier.evaluate import evaluate
-    from cloud_classifier.files import atomic_write
+    from cloud_classifier.files import atomic_write, check_writable
+    if args.json: check_writable(args.json)  # before the model is loaded and run, not after
     learn = load_model(args.model, check_hash=not args.no_hash_check)
-    res = evaluate(learn, args.data, tta=args.tta, bs=args.bs)
+    with contextlib.nullcontext() if sys.stdout.isatty() else learn.no_bar():  # no bar redraws in a log
+        res = evaluate(learn, args.data, tta=args.tta, bs=args.bs)
     if res['skipped_classes']: print(f"skipped classes the model does not know: {', '.join(res['skipped_classes'])}")
     print(f"{res['n']} images: accuracy {res['accuracy']:.3f}, error {res['error_rate']:.3f}" + (' (TTA)' if args.tta else ''))
     w = max(len(c) for c in res['per_class'])
@@ -259,7 +325,6 @@ def _evaluate(args):
     for c, m in res['per_class'].items(): print(f"{c:<{w}}  {m['precision']:9.3f}  {m['recall']:6.3f}  {m['f1']:5.3f}  {m['support']:7d}")
     if res['most_confused']: print('most confused: ' + ', '.join(f"{o['actual']} as {o['predicted']} ({o['count']})" for o in res['most_confused'][:5]))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(args.json, json.dumps(res, indent=1))
         print(f'written {args.json}')
 
@@ -397,8 +462,9 @@ def _export_onnx(args):
 def _app(args):
     try: import gradio
     except ImportError: raise UserError("the app needs the app extra: pip install 'cloud_classifier[app]'")
-    from cloud_classifier.app import launch
+    from cloud_classifier.app import launch, check_port
     from cloud_classifier.runtime import load_classifier
+    check_port(args.host, args.port)  # before the model is loaded
     launch(load_classifier(args.model, check_hash=not args.no_hash_check), host=args.host, port=args.port, top_k=args.top_k, max_mb=args.max_mb)
 
 # %% ../nbs/52_cli.ipynb #3e9790b3

@@ -83,6 +83,7 @@ defaults = SimpleNamespace(
     valid_pct=Recipe.valid_pct,  # share of images held out for validation (the recipe's)
     max_side=1024,     # longer side of a kept photo, in pixels
     max_pixels=64_000_000,  # larger images are refused as decompression bombs
+    min_side=32,       # shorter side of a photo at least this, in pixels: smaller ones are icons and tracking pixels
     min_per_class=10,  # `data stats` flags classes with fewer images
     data=Path('data'),
     models=Path('models'),

@@ -17,12 +17,16 @@ from fastai.vision.all import (PILImage, DataBlock, ImageBlock, CategoryBlock, R
                                aug_transforms, Flip, Normalize, imagenet_stats)
 from .core import defaults, UserError, check, Recipe, BALANCES
 from .genera import class_name
-from .images import image_files, open_image
+from concurrent.futures import ThreadPoolExecutor
+from .images import image_files, open_image, check_image
 from .files import atomic_write
+from .journal import Journal
+from .manifest import manifest_values, sync_manifest
 
 # %% auto #0
 __all__ = ['synthetic_image_set', 'list_classes', 'class_files', 'get_equal_images', 'get_class_images', 'label_from_folder',
-           'CloudImage', 'GroupSplitter', 'cloud_datablock', 'cloud_dataloaders', 'image_stats', 'stats_table']
+           'CloudImage', 'GroupSplitter', 'cloud_datablock', 'cloud_dataloaders', 'image_problems', 'bad_images',
+           'bad_images_line', 'quarantine', 'image_stats', 'stats_table']
 
 # %% ../nbs/10_data.ipynb #7579ffbc
 def synthetic_image_set(path:Path, # folder to write `path/<class>/*.png` into
@@ -184,18 +188,71 @@ def cloud_dataloaders(path:Path, # folder holding one sub-folder per class
     counts = Counter(labels)
     return dblock.weighted_dataloaders(path, wgts=[1 / counts[l] for l in labels], bs=bs, num_workers=num_workers, seed=seed)
 
+# %% ../nbs/10_data.ipynb #c539367d
+def image_problems(files:list, # image files
+                   min_side:int=1, # a shorter side below this many pixels is a problem
+                   still:bool=False, # an animated image is a problem
+                   header:bool=False, # read only each file's header (quick), not its pixels
+                   n_workers:int=4, # threads reading files
+                  )->list[tuple[Path, str]]:
+    "(file, reason) for each of `files` that `check_image` finds a problem with, in the order given."
+    files = list(files)
+    with ThreadPoolExecutor(n_workers) as ex:
+        reasons = list(ex.map(lambda f: check_image(f, min_side=min_side, still=still, header=header), files))
+    return [(Path(f), r) for f, r in zip(files, reasons) if r]
+
+def bad_images(path:Path, # folder holding one sub-folder per class
+               classes:list|None=None, # check only these classes; all when None
+               min_side:int=defaults.min_side, # a shorter side below this many pixels is too small
+              )->list[tuple[Path, str]]:
+    "(file, reason) for every file in the class folders that is unreadable, no image, empty, animated or too small."
+    found = list_classes(path, classes)
+    return image_problems([f for fs in found.values() for f in fs], min_side=min_side, still=True)
+
+# %% ../nbs/10_data.ipynb #c13779be
+def bad_images_line(bad:list[tuple[Path, str]], # (file, reason) pairs, from `image_problems`
+                    root:Path|None=None, # the data folder: files are named relative to it, and the fix names it
+                    n:int=5, # how many files to name
+                   )->str:
+    "One line naming the first `n` bad files with their reasons, how many more there are, and what to do."
+    def rel(f):
+        try: return Path(f).relative_to(root).as_posix() if root else str(f)
+        except ValueError: return str(f)
+    names = ', '.join(f'{rel(f)} ({r})' for f, r in bad[:n]) + (f' ... and {len(bad) - n} more' if len(bad) > n else '')
+    fix = (f'list them with their reasons and move them aside (undoably) with: cloud-classifier data check {root} --quarantine'
+           if root else 'remove or replace them')
+    return f"{len(bad)} image(s) in {root or 'the given images'} cannot be read: {names}; {fix} (nothing was changed)"
+
+# %% ../nbs/10_data.ipynb #dc17484e
+def quarantine(path:Path, # folder holding one sub-folder per class
+               bad:list[tuple[Path, str]], # (file, reason) pairs in its class folders, from `bad_images`
+              )->dict:
+    "Move the `bad` files to `path/.trash/<round>/<class>/` in one journaled round; return the round's summary."
+    path = Path(path)
+    if not bad: return dict(id=None, kind='quarantine', status='nothing to do', moves=0)
+    j, rows = Journal(path), manifest_values(path)
+    with j.round('quarantine', meta=dict(files=len(bad))) as r:
+        for f, why in bad:
+            rel = Path(f).relative_to(path)
+            r.move(f, path/'.trash'/str(r.id)/rel, info=dict(reason=why, manifest=rows.get(rel.as_posix())))
+    sync_manifest(path)
+    return j.summary(r.id)
+
 # %% ../nbs/10_data.ipynb #71c3c0ec
 def image_stats(path:Path, # folder holding one sub-folder per class
                 classes:list|None=None, # classes to count; all when None
                 min_images:int=defaults.min_per_class, # flag classes with fewer images
                )->dict:
-    "Per-class image counts, total, and the classes with fewer than `min_images`."
-    counts = {c: len(fs) for c, fs in list_classes(path, classes).items()}
-    return dict(counts=counts, total=sum(counts.values()), low=[c for c, n in counts.items() if n < min_images])
+    "Per-class counts of the files that open as images, their total, the unreadable files, and the classes with fewer than `min_images`."
+    found = list_classes(path, classes)
+    bad = {f for f, _ in image_problems([f for fs in found.values() for f in fs], header=True)}
+    counts = {c: sum(f not in bad for f in fs) for c, fs in found.items()}
+    return dict(counts=counts, total=sum(counts.values()), unreadable=len(bad), low=[c for c, n in counts.items() if n < min_images])
 
 def stats_table(stats:dict # the result of `image_stats`
                )->str:
     "`image_stats` as a plain-text table."
     w = max(len(c) for c in [*stats['counts'], 'total'])
     rows = [f"{c:<{w}}  {n:>6}{'  (too few)' if c in stats['low'] else ''}" for c, n in stats['counts'].items()]
-    return '\n'.join([f"{'class':<{w}}  {'images':>6}", *rows, f"{'total':<{w}}  {stats['total']:>6}"])
+    bad = [f"{stats['unreadable']} file(s) named as images cannot be read and are not counted"] if stats.get('unreadable') else []
+    return '\n'.join([f"{'class':<{w}}  {'images':>6}", *rows, f"{'total':<{w}}  {stats['total']:>6}", *bad])

@@ -17,7 +17,7 @@ from PIL import Image
 from fastprogress.fastprogress import progress_bar
 from .core import UserError, check
 from .genera import class_name
-from .images import BadImage, image_files, file_sha256, open_image
+from .images import BadImage, image_files, file_sha256, open_image, sniff_format
 from .journal import Journal
 from .manifest import manifest_values, sync_manifest
 
@@ -50,15 +50,18 @@ class ImageRecord:
     width:int # in pixels
     height:int # in pixels
     bytes:int # file size
+    still:bool=True # not a GIF: a GIF is a clip or a 256-colour copy, never the copy to keep
     @property
-    def size_key(self): return (self.width * self.height, self.bytes, -len(str(self.path)), str(self.path))
+    def keep_key(self): return (self.still, self.width * self.height, self.bytes, -len(str(self.path)), str(self.path))
 
 def _record(p:Path, root:Path)->ImageRecord|None:
-    try: im = open_image(p)
+    try:
+        im = open_image(p)
+        with open(p, 'rb') as f: still = sniff_format(f.read(16)) != 'gif'
     except (BadImage, OSError): return None
     parts = p.relative_to(root).parts
     return ImageRecord(p, class_name(parts[0]) if len(parts) > 1 else '', file_sha256(p), perceptual_hash(im),
-                       im.width, im.height, p.stat().st_size)
+                       im.width, im.height, p.stat().st_size, still)
 
 def image_records(path:Path, # data folder with one sub-folder per class
                   n_workers:int=4, # threads hashing images
@@ -66,7 +69,8 @@ def image_records(path:Path, # data folder with one sub-folder per class
                  )->list[ImageRecord]:
     "Hashes and sizes of every image under `path`."
     path = Path(path)
-    check(path.is_dir(), f'data folder {path} does not exist: give the folder that holds one sub-folder per class')
+    check(path.exists(), f'data folder {path} does not exist: give the folder that holds one sub-folder per class')
+    check(path.is_dir(), f'{path} is a file, not a folder: give the folder that holds one sub-folder per class')
     files = image_files(path, recurse=True)
     with ThreadPoolExecutor(n_workers) as ex:
         it = ex.map(lambda p: _record(p, path), files)
@@ -119,7 +123,7 @@ def find_duplicates(path:Path, # data folder with one sub-folder per class
     by_sha = {}
     for i, r in enumerate(recs): by_sha.setdefault(r.sha256, []).append(i)
     pairs += [(g[0], j) for g in by_sha.values() for j in g[1:]]
-    groups = [DupGroup(sorted((recs[i] for i in g), key=lambda r: r.size_key, reverse=True)) for g in _components(len(recs), pairs)]
+    groups = [DupGroup(sorted((recs[i] for i in g), key=lambda r: r.keep_key, reverse=True)) for g in _components(len(recs), pairs)]
     return sorted(groups, key=lambda g: str(g.keep))
 
 def split_groups(path:Path, # data folder with one sub-folder per class

@@ -14,8 +14,8 @@ from torch import nn
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from .core import UserError, check, human_duration
 from .files import atomic_write, write_csv
-from .data import list_classes, label_from_folder
-from .images import check_image, open_image
+from .data import list_classes, label_from_folder, image_problems, bad_images_line
+from .images import open_image
 
 # %% auto #0
 __all__ = ['classification_metrics', 'verify_images', 'labelled_items', 'evaluate', 'plot_confusion', 'plot_history',
@@ -44,14 +44,11 @@ def classification_metrics(targets, # true class index per item
 
 # %% ../nbs/20_evaluate.ipynb #d1e6d881
 def verify_images(files:list, # image files
-                  where:str='the data', # what they are, for the message
+                  root:Path|None=None, # the data folder they are in (named in the message with the fix); None for loose files
                  ):
-    "Refuse a set with an image that cannot be opened, naming it."
-    bad = [(f, r) for f in files if (r := check_image(f))]
-    if bad:
-        f, r = bad[0]
-        raise UserError(f"{len(bad)} image(s) in {where} cannot be read, e.g. {f} ({r}): remove or replace them "
-                        f"(nothing was changed), or clean the set first")
+    "Refuse a set with images that cannot be opened, naming the first five and the command that moves them aside."
+    bad = image_problems(files)
+    if bad: raise UserError(bad_images_line(bad, Path(root) if root else None))
 
 def labelled_items(path:Path, # folder with one sub-folder per class
                    vocab:list, # the classes the model knows
@@ -62,7 +59,7 @@ def labelled_items(path:Path, # folder with one sub-folder per class
     known = {c: fs for c, fs in found.items() if c in vocab and fs}
     check(known, f"no images of the model's classes in {path}: it has {', '.join(found) or 'no classes'}, the model knows {', '.join(map(str, vocab))}")
     files = [f for fs in known.values() for f in fs]
-    verify_images(files, str(path))
+    verify_images(files, path)
     return files, [list(vocab).index(label_from_folder(f)) for f in files], unknown
 
 def _predict(learn, files:list, tta:bool=False, bs:int|None=None):
@@ -85,7 +82,7 @@ def evaluate(learn, # a trained or loaded learner
         unknown = sorted({l for l in labels if l not in vocab})
         files = [f for f, l in zip(files, labels) if l in vocab]
         check(files, f"none of the images is of a class the model knows ({', '.join(map(str, vocab))})")
-        verify_images(files, 'the given images')
+        verify_images(files)
         targets = [vocab.index(label_from_folder(f)) for f in files]
     probs = _predict(learn, files, tta, bs)
     res = classification_metrics(targets, probs.argmax(1).tolist(), vocab)

@@ -34,7 +34,7 @@ def image_files(path:Path, # folder to list
     out = []
     for root, dirs, files in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-        out += [Path(root)/f for f in files if is_image_file(Path(f))]
+        out += [Path(root)/f for f in files if is_image_file(Path(f)) and (Path(root)/f).is_file()]  # not a dangling or looping link
     return sorted(out)
 
 # %% ../nbs/02_images.ipynb #e799c9b4
@@ -95,8 +95,8 @@ def _to_rgb(im:Image.Image)->Image.Image:
     return im.convert('RGB')
 
 # %% ../nbs/02_images.ipynb #dfe69912
-def _load(src, max_pixels:int)->Image.Image:
-    "Open and decode `src` (path, bytes or file object) as it is; `BadImage` when it cannot be."
+def _load(src, max_pixels:int, decode:bool=True)->Image.Image:
+    "Open and decode `src` (path, bytes or file object) as it is (only its header without `decode`); `BadImage` when it cannot be."
     if isinstance(src, (bytes, bytearray)): src = io.BytesIO(src)
     try:
         with warnings.catch_warnings():
@@ -104,7 +104,7 @@ def _load(src, max_pixels:int)->Image.Image:
             im = Image.open(src)
             if im.width * im.height > max_pixels:
                 raise BadImage('too-large', f'{im.width}x{im.height} pixels')
-            im.load()
+            if decode: im.load()
     except BadImage: raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e: raise BadImage('too-large', str(e))
     except UnidentifiedImageError: raise BadImage('not-an-image')
@@ -134,12 +134,24 @@ def open_image(src, # a path, bytes, a file object or a PIL image
     return _normalise(im, max_side, min_side)
 
 # %% ../nbs/02_images.ipynb #37fbf296
-def check_image(path:Path # the image file to check
+def check_image(path:Path, # the image file to check
+                min_side:int=1, # a shorter side below this many pixels is a problem ("too-small")
+                still:bool=False, # an image of several frames is a problem ("animated")
+                header:bool=False, # read only the header (format, size, frames), not the pixels
                )->str|None:
-    "None when the file at `path` opens as an image, else the reason it does not."
-    try: open_image(path)
+    "None when the file at `path` is a usable image, else the reason: empty, not-an-image, corrupt, too-large, animated, too-small or unreadable."
+    try:
+        if os.stat(path).st_size == 0: return 'empty'
+        im = _load(path, defaults.max_pixels, decode=not header)
+        try:
+            if still and getattr(im, 'n_frames', 1) > 1: return 'animated'
+            if header:
+                if min(im.size) < min_side: return 'too-small'
+            else: open_image(im, min_side=min_side)
+        finally: im.close()
     except BadImage as e: return e.reason
-    except OSError as e: return f'unreadable: {e.strerror or e}'
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # a header that lies about its frames fails only here
+        return f'unreadable: {e.strerror or e}' if isinstance(e, OSError) and e.strerror else 'corrupt'
     return None
 
 # %% ../nbs/02_images.ipynb #f28e19c6
@@ -177,7 +189,7 @@ def _encode(im:Image.Image, fmt:str, scaled:bool)->Verified:
 def verify_image_bytes(data:bytes, # a downloaded payload
                        max_side:int|None=defaults.max_side, # longer side of the kept image at most this
                        max_pixels:int=defaults.max_pixels, # refuse images with more pixels (decompression bombs)
-                       min_side:int=32, # refuse images whose shorter side is smaller (icons, tracking pixels)
+                       min_side:int=defaults.min_side, # refuse images whose shorter side is smaller (icons, tracking pixels)
                       )->Verified:
     "Judge `data` by its bytes and return what to save; raise `BadImage(reason)` when it is not a usable photo."
     fmt = sniff_format(data[:32])

@@ -25,8 +25,8 @@ from .evaluate import classification_metrics, verify_images, labelled_items, eva
 # %% auto #0
 __all__ = ['AUTO_LR', 'find_lr', 'BestCheckpoint', 'ProgressCheckpoint', 'StopOnNaN', 'discriminative_lrs', 'fit_recipe',
            'distributed', 'History', 'EpochLine', 'epoch_lines', 'files_hash', 'prepare_data', 'build_learner',
-           'choose_lrs', 'run_recipe', 'measure', 'check_class_sizes', 'check_splits', 'remove_checkpoints',
-           'train_model']
+           'choose_lrs', 'run_recipe', 'measure', 'check_class_sizes', 'check_splits', 'check_out',
+           'remove_checkpoints', 'train_model']
 
 # %% ../nbs/21_train.ipynb #111c9a80
 AUTO_LR = 'valley'
@@ -213,7 +213,7 @@ def prepare_data(data:Path, # folder with one sub-folder per class
     "The training `DataLoaders`, after refusing unreadable photos, too small classes and splits that would train nothing."
     found = class_files(data, classes)
     check_class_sizes(found, recipe.valid_pct)
-    verify_images([f for fs in found.values() for f in fs], str(data))
+    verify_images([f for fs in found.values() for f in fs], data)
     if test: labelled_items(test, list(found))
     set_seed(recipe.seed, reproducible=True)
     dls = cloud_dataloaders(data, classes=classes, size=recipe.size, bs=recipe.bs, valid_pct=recipe.valid_pct, seed=recipe.seed,
@@ -332,6 +332,15 @@ def _start_again(out:Path):
     "Remove an earlier run's checkpoints, so that a run interrupted before its first epoch cannot resume the old one."
     for f in ('progress.json', 'last.pth', 'best.pth'): (Path(out)/'checkpoints'/f).unlink(missing_ok=True)
 
+def check_out(out:Path # the folder a training run writes into
+             ):
+    "Refuse, before any work, an output folder that is a file or that cannot be made or written."
+    out = Path(out)
+    check(not out.exists() or out.is_dir(), f'{out} is a file, not a folder: give a folder for the model, its reports and checkpoints (nothing was written)')
+    d = out.absolute()
+    while not d.exists(): d = d.parent  # the folder in which the first missing one is to be made
+    check(d.is_dir() and os.access(d, os.W_OK | os.X_OK), f'cannot write into {out}: {d} is not writable; choose a folder you can write to (nothing was written)')
+
 def remove_checkpoints(out:Path # the run's folder
                       ):
     "Remove `out/checkpoints` once the run's model is packaged: a finished run needs no resuming."
@@ -366,6 +375,7 @@ def train_model(data:Path, # folder with one sub-folder per class
                ):
     "Train with the recipe; returns `(learn, result)` where `result` holds metrics, data summary, arguments and timing."
     out, data = Path(out), Path(data)
+    check_out(out)
     args = dict(data=str(data), arch=arch, weights=None if is_scratch(weights) else str(weights), size=size,
                 epochs_frozen=epochs_frozen, epochs=epochs, lr=lr, lrs=list(lrs) if lrs else None, bs=bs, seed=seed,
                 balance=balance, aug=aug, label_smoothing=label_smoothing, classes=classes, test=str(test) if test else None, valid_pct=valid_pct,

@@ -538,7 +538,8 @@ def test_review_skips_files_that_are_no_photos(learned, tmp_path, monkeypatch):
             r = run_main('review', tmp_path/'export.pkl', data, '--out', out, '--rank', rank, '--top', 0)
             assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr
             lines = [l for l in r.stderr.splitlines() if l.startswith('skipped')]
-            assert lines == [f'skipped 3 file(s) that cannot be read as photos (left out of {out}): {", ".join(sorted(bad))}'], r.stderr
+            assert lines == [f'skipped 3 file(s) that cannot be read as photos (left out of {out}): {", ".join(sorted(bad))}; '
+                             f'move them aside with: cloud-classifier data check {data.resolve()} --quarantine'], r.stderr
             rows = list(csv.DictReader(open(out)))
             assert len(rows) == 42 and not set(bad) & {r['file'] for r in rows}
             page = out.with_suffix('.html').read_text()

@@ -192,7 +192,8 @@ def test_a_class_label_never_leads_out_of_the_data_folder(label, tmp_path, capsy
     assert sorted(tmp_path.rglob('*')) == listing
 
 @pytest.mark.parametrize('argv', [['review', 'D', '--out', 'NOWHERE/review.csv'], ['review', 'M', 'D', '--out', 'NOWHERE/review.csv'],
-                                  ['export-onnx', 'M', '--out', 'NOWHERE/model.onnx']], ids=['review', 'review-model', 'export-onnx'])
+                                  ['export-onnx', 'M', '--out', 'NOWHERE/model.onnx'], ['evaluate', 'M', 'D', '--json', 'NOWHERE/eval.json']],
+                         ids=['review', 'review-model', 'export-onnx', 'evaluate'])
 def test_an_output_in_a_missing_folder_is_refused_before_any_work(argv, image_set, tmp_path, capsys):
     pytest.importorskip('onnxruntime')
     from cloud_classifier.cli import main

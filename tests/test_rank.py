@@ -63,7 +63,8 @@ def test_review_without_a_model_then_accept_applies_the_suggestion(tmp_path, wei
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(open(out)))
     assert list(rows[0]) == REVIEW_COLUMNS and len(rows) == 30 and 'a/broken.jpg' not in {r['file'] for r in rows}
-    assert f'skipped 1 file(s) that cannot be read as photos (left out of {out}): a/broken.jpg' in r.stderr.splitlines()
+    assert (f'skipped 1 file(s) that cannot be read as photos (left out of {out}): a/broken.jpg; '
+            f'move them aside with: cloud-classifier data check {data.resolve()} --quarantine') in r.stderr.splitlines()
     page = out.with_suffix('.html').read_text()
     assert 'most likely wrong label first' in page and 'low label quality' in page and 'a/broken.jpg' in page
     top = {r['file']: r for r in rows[:3]}

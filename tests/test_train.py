@@ -111,7 +111,7 @@ def test_bad_inputs_get_one_line_messages(image_set, tmp_path):
     r = run_main('train', image_set, '--weights', 'none', '--classes', 'Cu', 'Stratus')
     assert r.returncode == 2 and 'class Stratus not found' in r.stderr
     (image_set/'Cu'/'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
-    with pytest.raises(UserError, match=r'1 image\(s\) in .* cannot be read, e.g. .*broken.jpg'):
+    with pytest.raises(UserError, match=r'1 image\(s\) in .* cannot be read: Cu/broken.jpg \(corrupt\); .* data check .* --quarantine'):
         train_model(image_set, tmp_path/'m', weights=None, **SMALL)
     assert (image_set/'Cu'/'broken.jpg').exists()  # left as it was
     ok = synthetic_image_set(tmp_path/'ok', {'Cu': 4, 'Ci': 4}, size=32)
