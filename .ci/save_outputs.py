@@ -34,9 +34,8 @@ def run_notebook(path:Path, timeout:int=3600)->float:
     for i, c in enumerate(nb.cells):
         if c.cell_type == 'code' and SKIP.search(c.source): skipped[i], c.source = c.source, ''
     t = time.time()
+    NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}}).execute()
     # A widget's saved state holds every thumbnail it showed (megabytes) and no reader without a kernel can use it.
-    NotebookClient(nb, timeout=timeout, kernel_name='python3', store_widget_state=False,
-                   resources={'metadata': {'path': str(path.parent)}}).execute()
     nb.metadata.pop('widgets', None)
     drop_warnings(nb)
     for i, src in skipped.items(): nb.cells[i].source, nb.cells[i].outputs = src, []
