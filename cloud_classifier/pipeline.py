@@ -309,6 +309,7 @@ def run_pipeline(dest:Path, # folder for everything the run writes
     "Scrape (or read) photos, de-duplicate, train, export and fit the cloud check, going on from where a run of `dest` stopped; the run's record."
     dest = Path(dest)
     check(not dest.is_file(), f'{dest} is a file: give a folder for the run')
+    if data is not None: list_classes(data, classes)  # a wrong --data is refused before the run's folder is made
     dest.mkdir(parents=True, exist_ok=True)
     state, t0, out = read_run(dest), time.time(), dest/'models'
     stages = STAGES if data is None else ('photos', *STAGES[1:])

@@ -86,6 +86,7 @@ def test_run_errors_are_one_line(tmp_path):
     r = run_cli('run', tmp_path/'run', '--data', tmp_path/'missing', *FAST)
     assert r.returncode == 2 and 'Traceback' not in r.stderr
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and 'does not exist' in r.stderr
+    assert r.stdout == '' and not (tmp_path/'run').exists()  # refused before the run's folder or first heading
 
 def test_run_offline_stops_at_the_search_naming_the_offline_route(tmp_path, monkeypatch):
     # every search request goes to a proxy port where nothing listens: the search service is unreachable
