@@ -99,10 +99,8 @@ def symlink_set(root:Path, recs, labels, classes, idx):
 def train_recipe(root:Path, out:Path, args):
     "The default recipe (`train_model`'s defaults) on `root`: the trained learner."
     import matplotlib; matplotlib.use('Agg')
-    from cloud_classifier.train import train_model, TRAIN_DEFAULTS as D
-    learn, _ = train_model(root, out, arch=args.arch, weights=args.weights, size=args.size, seed=args.train_seed,
-                           epochs_frozen=D['epochs_frozen'], epochs=D['epochs'], lr=D['lr'], balance=D['balance'],
-                           aug=D['aug'], label_smoothing=D['label_smoothing'])
+    from cloud_classifier.train import train_model  # every other setting is the recipe's default (core.Recipe)
+    learn, _ = train_model(root, out, arch=args.arch, weights=args.weights, size=args.size, seed=args.train_seed)
     return learn
 
 def rank_loss(recs, yn, classes, args, tmp:Path):
