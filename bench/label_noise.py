@@ -121,11 +121,16 @@ def probe_error(X, y_train, tr, te, y_test, C):
     with threadpool_limits(1): clf = LogisticRegression(C=C, max_iter=1000).fit(sc.transform(X[tr]), y_train[tr])
     return float((clf.predict(sc.transform(X[te])) != y_test[te]).mean())
 
-def recipe_error(recs, labels, classes, tr, te, y, args, tmp:Path):
-    "Test error of the default recipe trained on photos `tr` filed under `labels`."
+def recipe_run(recs, labels, classes, tr, te, y, args, tmp:Path, rank=False):
+    "Test error of the default recipe trained on photos `tr` filed under `labels`; with `rank`, also fastai's ordering of `tr` under that model."
     from cloud_classifier.train import evaluate
-    learn = train_recipe(symlink_set(tmp/'train', recs, labels, classes, tr), tmp/'model', args)
-    return float(evaluate(learn, symlink_set(tmp/'test', recs, y, classes, te))['error_rate'])
+    from cloud_classifier.clean import review_table
+    root = symlink_set(tmp/'train', recs, labels, classes, tr)
+    learn = train_recipe(root, tmp/'model', args)
+    e = float(evaluate(learn, symlink_set(tmp/'test', recs, y, classes, te))['error_rate'])
+    if not rank: return e, None
+    pos = {f'{classes[labels[i]]}/{recs[i].path.name}': i for i in tr}
+    return e, np.array([pos[r['file']] for r in review_table(learn, root)])
 
 def features(recs, args):
     body = pretrained_body(args.arch, args.weights, args.size)
@@ -133,7 +138,7 @@ def features(recs, args):
     X = cached_features(body, [r.path for r in recs], args.cache, [r.sha256 for r in recs], bs=args.bs, flip=not args.no_flip)
     return X, time.time() - t
 
-def detection(args):
+def detection(args, save=lambda res: None):
     recs, y, classes, groups = load_set(args.data)
     K = len(classes)
     X, t_feat = features(recs, args)
@@ -155,10 +160,10 @@ def detection(args):
                 secs = time.time() - t
                 r = dict(setting=setting, seed=seed, ranking=ranking, wrong=int(wrong.sum()), seconds=round(secs, 1),
                          **{k: round(float(v), 3) for k, v in scores(order, wrong).items()})
-                rows.append(r); print(json.dumps(r), flush=True)
+                rows.append(r); print(json.dumps(r), flush=True); save(dict(rows=rows, feature_seconds=round(t_feat, 1)))
     return dict(rows=rows, feature_seconds=round(t_feat, 1))
 
-def end_to_end(args):
+def end_to_end(args, save=lambda res: None):
     from sklearn.model_selection import train_test_split
     recs, y, classes, groups = load_set(args.data)
     K = len(classes)
@@ -168,27 +173,42 @@ def end_to_end(args):
     if any(s.startswith('structured') for s in args.settings):
         P = oof_probabilities(X, y, groups, C=args.C, seed=0, n_classes=K)
         conf = np.zeros((K, K)); np.add.at(conf, (y, P.argmax(1)), 1)
-    rows = []
-    def err(labels):
-        if args.trainer == 'probe': return probe_error(X, labels, tr, te, y, args.C_train)
-        with tempfile.TemporaryDirectory() as tmp: return recipe_error(recs, labels, classes, tr, te, y, args, Path(tmp))
+    rows, known = [], {}
+    def err(labels, rank=False):
+        "Test error after training on `labels` (one training per set of labels), and with `rank` fastai's ordering under it."
+        key = (labels.tobytes(), rank)
+        if key not in known:
+            if args.trainer == 'probe': known[key] = probe_error(X, labels, tr, te, y, args.C_train), None
+            else:
+                t = time.time()
+                with tempfile.TemporaryDirectory() as tmp:
+                    known[key] = recipe_run(recs, labels, classes, tr, te, y, args, Path(tmp), rank)
+                print(f'  trained in {time.time() - t:.0f} s: test error {known[key][0]:.4f}', flush=True)
+        return known[key]
     for setting in args.settings:
         for seed in args.seeds:
             yn = y.copy(); yn[tr] = noisy_labels(setting, y[tr], K, seed, conf)
-            e_noisy, e_clean = err(yn), err(y)
+            wrong = (yn != y)[tr]
+            # with the recipe as trainer, the noisy training is the very model fastai's ordering ranks by
+            e_noisy, loss_order = err(yn, rank=args.trainer == 'recipe' and 'loss' in args.rankings)
+            e_clean = err(y)[0]
             r = dict(setting=setting, seed=seed, trainer=args.trainer, noisy=round(e_noisy, 4), clean=round(e_clean, 4))
             for ranking in args.rankings:
                 if ranking == 'ours': order = tr[rank_ours(X[tr], yn[tr], groups[tr], K, seed, args.C)[0]]
                 elif ranking == 'random': order = np.random.default_rng(seed + 100).permutation(tr)
                 elif ranking == 'loss':
-                    with tempfile.TemporaryDirectory() as tmp:
-                        order = tr[rank_loss([recs[i] for i in tr], yn[tr], classes, args, Path(tmp))]
+                    if loss_order is not None: order = loss_order
+                    else:
+                        with tempfile.TemporaryDirectory() as tmp:
+                            order = tr[rank_loss([recs[i] for i in tr], yn[tr], classes, args, Path(tmp))]
+                at = {int(i): k for k, i in enumerate(tr)}  # detection on the training part, as in the ranking table
+                r[f'{ranking}_found'] = {k: round(float(v), 3) for k, v in scores(np.array([at[int(i)] for i in order]), wrong).items()}
                 seen = order[:int(round(0.1*len(tr)))]
                 fixed = yn.copy(); fixed[seen] = y[seen]  # the reviewer fixes the wrong labels it sees, nothing else
-                e = err(fixed)
+                e = err(fixed)[0]
                 r[ranking] = round(e, 4)
                 r[f'{ranking}_closed'] = round((e_noisy - e) / (e_noisy - e_clean), 3) if e_noisy > e_clean else None
-            rows.append(r); print(json.dumps(r), flush=True)
+            rows.append(r); print(json.dumps(r), flush=True); save(dict(rows=rows))
     return dict(rows=rows)
 
 def ccsn(args):
@@ -254,7 +274,7 @@ def main():
     if not args.data.is_dir(): raise SystemExit(f'{args.data} is not there: give --data or CLOUD_CLASSIFIER_GCD')
     meta = dict(command=' '.join(sys.argv), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
                 machine=f'{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start')
-    res = ccsn(args) if args.ccsn else end_to_end(args) if args.end_to_end else detection(args)
-    if args.json: args.json.write_text(json.dumps(dict(meta, **res), indent=1))
+    save = lambda res: args.json and args.json.write_text(json.dumps(dict(meta, **res), indent=1))  # after each row: a long run stopped keeps what it measured
+    save(ccsn(args) if args.ccsn else end_to_end(args, save) if args.end_to_end else detection(args, save))
 
 if __name__ == '__main__': main()
