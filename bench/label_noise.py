@@ -29,7 +29,7 @@ probe on the cached features instead (seconds; a proxy, reported as such).
 import argparse, json, os, platform, sys, tempfile, time
 from pathlib import Path
 import numpy as np
-from cloud_classifier.rank import pretrained_body, cached_features, oof_probabilities, label_queue
+from cloud_classifier.rank import pretrained_body, cached_features, oof_probabilities, finetuned_oof_probabilities, label_queue
 
 SHARED = Path(__file__).resolve().parents[1].parent/'shared'
 GCD = Path(os.environ.get('CLOUD_CLASSIFIER_GCD', '/work/shared/data/gcd'))
@@ -79,14 +79,20 @@ def scores(order, wrong):
         out[f'p{int(s*100)}'], out[f'r{int(s*100)}'] = hit / n, hit / wrong.sum()
     return out
 
-def rank_ours(X, yn, groups, K, seed, C):
-    "Queue order (indices) of the out-of-fold ranking, conflicting duplicate groups first."
-    P = oof_probabilities(X, yn, groups, C=C, seed=seed, n_classes=K)
+def rank_ours(X, yn, groups, K, seed, C, files=None, recipe=None):
+    "Queue order (indices) of the out-of-fold ranking, conflicting duplicate groups first; fine-tuned folds when given `recipe`."
+    if recipe is None: P = oof_probabilities(X, yn, groups, C=C, seed=seed, n_classes=K)
+    else: P = finetuned_oof_probabilities(files, yn, groups, seed=seed, n_classes=K, recipe=recipe)
     conflicts = {}
     for i, g in enumerate(groups): conflicts.setdefault(g, []).append(i)
     conflicts = [g for g in conflicts.values() if len({int(yn[i]) for i in g}) > 1]
     names = [str(i) for i in range(len(yn))]
     return np.array([int(r['file']) for r in label_queue(names, yn, P, [str(k) for k in range(K)], conflicts)]), P
+
+def fold_recipe(args):
+    "The recipe each fold trains with `--oof finetune`; None for the probe."
+    from cloud_classifier.core import Recipe
+    return Recipe(arch=args.arch, weights=args.weights, size=args.size, bs=args.bs) if args.oof == 'finetune' else None
 
 def symlink_set(root:Path, recs, labels, classes, idx):
     "A folder-per-class set of symlinks filing photo `i` under `classes[labels[i]]`, for `i` in `idx`."
@@ -153,12 +159,12 @@ def detection(args, save=lambda res: None):
             yn = noisy_labels(setting, y, K, seed, conf); wrong = yn != y
             for ranking in args.rankings:
                 t = time.time()
-                if ranking == 'ours': order = rank_ours(X, yn, groups, K, seed, args.C)[0]
+                if ranking == 'ours': order = rank_ours(X, yn, groups, K, seed, args.C, [r.path for r in recs], fold_recipe(args))[0]
                 elif ranking == 'random': order = np.random.default_rng(seed + 100).permutation(len(y))
                 elif ranking == 'loss':
                     with tempfile.TemporaryDirectory() as tmp: order = rank_loss(recs, yn, classes, args, Path(tmp))
                 secs = time.time() - t
-                r = dict(setting=setting, seed=seed, ranking=ranking, wrong=int(wrong.sum()), seconds=round(secs, 1),
+                r = dict(setting=setting, seed=seed, ranking=ranking + ('-finetune' if ranking == 'ours' and args.oof == 'finetune' else ''), wrong=int(wrong.sum()), seconds=round(secs, 1),
                          **{k: round(float(v), 3) for k, v in scores(order, wrong).items()})
                 rows.append(r); print(json.dumps(r), flush=True); save(dict(rows=rows, feature_seconds=round(t_feat, 1)))
     return dict(rows=rows, feature_seconds=round(t_feat, 1))
@@ -194,7 +200,7 @@ def end_to_end(args, save=lambda res: None):
             e_clean = err(y)[0]
             r = dict(setting=setting, seed=seed, trainer=args.trainer, noisy=round(e_noisy, 4), clean=round(e_clean, 4))
             for ranking in args.rankings:
-                if ranking == 'ours': order = tr[rank_ours(X[tr], yn[tr], groups[tr], K, seed, args.C)[0]]
+                if ranking == 'ours': order = tr[rank_ours(X[tr], yn[tr], groups[tr], K, seed, args.C, [recs[i].path for i in tr], fold_recipe(args))[0]]
                 elif ranking == 'random': order = np.random.default_rng(seed + 100).permutation(tr)
                 elif ranking == 'loss':
                     if loss_order is not None: order = loss_order
@@ -240,7 +246,7 @@ def table(rows):
     "Markdown: mean (min-max over seeds) of recall and precision in the first 5/10/20%, per setting and ranking."
     out = ['| noise | ranking | seeds | recall 5% | recall 10% | recall 20% | precision 5% | precision 10% | precision 20% | seconds |',
            '|---|---|---|---|---|---|---|---|---|---|']
-    keys = sorted({(r['setting'], r['ranking']) for r in rows}, key=lambda k: (k[0], ['ours', 'loss', 'random'].index(k[1])))
+    keys = sorted({(r['setting'], r['ranking']) for r in rows}, key=lambda k: (k[0], ['ours', 'ours-finetune', 'loss', 'random'].index(k[1])))
     for setting, ranking in keys:
         rs = [r for r in rows if (r['setting'], r['ranking']) == (setting, ranking)]
         cell = lambda k: f"{np.mean([r[k] for r in rs]):.2f}" + (f" ({min(r[k] for r in rs):.2f}-{max(r[k] for r in rs):.2f})" if len(rs) > 1 else '')
@@ -258,6 +264,7 @@ def main():
     p.add_argument('--weights', default=str(WEIGHTS))
     p.add_argument('--size', type=int, default=224)
     p.add_argument('--bs', type=int, default=32)
+    p.add_argument('--oof', choices=['probe', 'finetune'], default='probe', help="ours: the probe on frozen features, or the default recipe fine-tuned per fold (5 trainings)")
     p.add_argument('--C', type=float, default=0.002, help="the ranking's logistic regression")
     p.add_argument('--C-train', type=float, default=0.01, help="the probe trainer's logistic regression")
     p.add_argument('--no-flip', action='store_true', help='features of the photo only, not averaged with its mirror image')

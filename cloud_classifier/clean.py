@@ -314,6 +314,8 @@ def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with
            arch:str=Recipe.arch, # without a model: torchvision model name, as `train` takes it
            weights:str|Path=Recipe.weights, # without a model: "imagenet" or a local state-dict file (offline)
            size:int|None=None, # without a model: image side the body sees (the library's default when None)
+           oof:str='auto', # 'probe' (frozen features), 'finetune' (the recipe per fold, without a model) or 'auto' (finetune on a CUDA GPU)
+           recipe:Recipe|None=None, # with finetune: what each fold trains; from `arch`, `weights`, `size` and `bs` when None
           )->list[dict]:
     "Write a review CSV (action preset to keep) and its HTML contact sheet, most likely wrong label first (or highest loss); files that are no photos are left out and named on stderr."
     data = Path(data).resolve()
@@ -330,7 +332,7 @@ def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with
     if rank == 'loss':
         rows = review_table(_load_model(model, check_hash), data, top, bs, also=[data/f for f in conflicts], records=recs)
     else:
-        body = {} if model is not None else dict(arch=arch, weights=weights) | (dict(size=size) if size else {})
+        body = dict(oof=oof, recipe=recipe) | ({} if model is not None else dict(arch=arch, weights=weights) | (dict(size=size) if size else {}))
         rows = ranked_table(data, model, None, bs, check_hash, records=recs, **body)
         skipped |= {r['file'] for r in rows if r['reason'] == UNREADABLE}  # also those the body could not read
         rows = [r for r in rows if r['file'] not in skipped]

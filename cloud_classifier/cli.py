@@ -12,7 +12,7 @@ from dataclasses import fields, asdict
 from fastcore.docments import docments
 from .core import defaults, UserError, Recipe, BALANCES, AUGMENTATIONS
 from .runtime import ENGINES  # torch-free, so --help stays quick
-from .rank import RANKINGS
+from .rank import RANKINGS, OOF_MODELS
 
 # %% auto #0
 __all__ = ['DATA_HELP', 'arg', 'check_ranges', 'command', 'data_arg', 'recipe_args', 'recipe_of', 'main']
@@ -361,6 +361,9 @@ def _interrupted_note(data:Path):
          arg('--arch', default=Recipe.arch, help='without a model: torchvision architecture whose pretrained body ranks the photos'),
          arg('--weights', default=Recipe.weights, help="without a model: 'imagenet' (torchvision download) or a local state-dict file (offline)"),
          arg('--size', type=int, at_least=1, default=Recipe.size, help='without a model: image side the body sees'),
+         arg('--oof', choices=OOF_MODELS, default='auto', help="what predicts each held-out fold: probe (a logistic regression on the body's features, seconds on a CPU), finetune (the recipe fine-tuned per fold, without a model; for a GPU), auto (finetune on a CUDA GPU, else probe)"),
+         arg('--epochs-frozen', type=int, at_least=0, default=Recipe.epochs_frozen, help='with --oof finetune: epochs of each fold with the body frozen'),
+         arg('--epochs', type=int, at_least=0, default=Recipe.epochs, help='with --oof finetune: epochs of each fold after unfreezing'),
          arg('--bs', type=int, at_least=1, default=defaults.bs, help='batch size'),
          arg('--no-hash-check', action='store_true', help="load even if the file does not match its model card's sha256"),
          epilog='Then set action to keep, delete, accept (the suggested label), a class or new:NAME, and run: cloud-classifier clean DATA --apply review.csv')
@@ -369,7 +372,9 @@ def _review(args):
     model, data = (args.model, args.data) if args.data is not None else (None, args.model)
     _interrupted_note(data)
     rows = review(model, data, args.out, top=args.top or None, bs=args.bs, check_hash=not args.no_hash_check, rank=args.rank,
-                  arch=args.arch, weights=args.weights, size=args.size)
+                  arch=args.arch, weights=args.weights, size=args.size, oof=args.oof,
+                  recipe=Recipe(arch=args.arch, weights=args.weights, size=args.size, bs=args.bs, epochs_frozen=args.epochs_frozen, epochs=args.epochs)
+                  if args.oof != 'probe' else None)
     print(f"{len(rows)} photo(s) to review in {args.out} (action preset to keep); contact sheet: {args.out.with_suffix('.html')}")
     print(f'set action to keep, delete, accept (the suggested label), a class or new:NAME, then run: cloud-classifier clean {data} --apply {args.out}')
 

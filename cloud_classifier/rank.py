@@ -15,12 +15,13 @@ from .genera import class_name
 from .images import file_sha256, open_image, BadImage
 from .files import atomic_write
 
+OOF_MODELS = ('auto', 'probe', 'finetune')  # what predicts each fold: auto is finetune on a CUDA GPU without a model, else probe
 RANKINGS = ('oof', 'loss')  # out-of-fold label quality, most likely wrong first; or the model's own loss, as fastai's cleaner orders
 
 # %% auto #0
-__all__ = ['RANKINGS', 'IMAGENET_STATS', 'NO_NORM', 'QUEUE_COLUMNS', 'UNREADABLE', 'Body', 'pretrained_body', 'model_body',
-           'learner_body', 'photo_features', 'feature_cache', 'cached_features', 'oof_probabilities', 'label_queue',
-           'rank_folder']
+__all__ = ['OOF_MODELS', 'RANKINGS', 'IMAGENET_STATS', 'NO_NORM', 'QUEUE_COLUMNS', 'UNREADABLE', 'Body', 'pretrained_body',
+           'model_body', 'learner_body', 'photo_features', 'feature_cache', 'cached_features', 'fold_splits',
+           'oof_probabilities', 'finetuned_oof_probabilities', 'label_queue', 'rank_folder']
 
 # %% ../nbs/40_rank.ipynb #843b3830
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -147,6 +148,21 @@ def cached_features(body:Body, # from `pretrained_body` or `model_body`
     return np.stack([known.get(s, np.full(dim, np.nan, np.float32)) for s in shas])
 
 # %% ../nbs/40_rank.ipynb #9aaa167f
+def fold_splits(labels:np.ndarray, # class index per photo
+                groups:np.ndarray|None=None, # group id per photo (near-duplicates share one); each its own when None
+                folds:int=5, # number of folds (fewer when a class has fewer photos)
+                seed:int=0, # shuffles the folds
+                n_classes:int|None=None, # number of classes; labels.max()+1 when None
+               )->list[tuple[np.ndarray, np.ndarray]]:
+    "(fit, held out) index pairs: stratified by label, each near-duplicate group in one fold."
+    from sklearn.model_selection import StratifiedGroupKFold
+    labels = np.asarray(labels); K = n_classes or int(labels.max()) + 1
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    counts = np.bincount(labels, minlength=K)
+    k = min(folds, int(counts[counts > 0].min()))
+    check(k >= 2 and (counts > 0).sum() >= 2, f"ranking needs at least two classes with two photos each (counts: {counts.tolist()})")
+    return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels, groups))
+
 def oof_probabilities(X:np.ndarray, # features, one row per photo
                       labels:np.ndarray, # class index per photo
                       groups:np.ndarray|None=None, # group id per photo (near-duplicates share one); each its own when None
@@ -157,22 +173,52 @@ def oof_probabilities(X:np.ndarray, # features, one row per photo
                      )->np.ndarray:
     "Each photo's class probabilities from a logistic regression fitted on the folds that do not hold it."
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold
     from sklearn.preprocessing import StandardScaler
     labels = np.asarray(labels); K = n_classes or int(labels.max()) + 1
-    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
-    counts = np.bincount(labels, minlength=K)
-    k = min(folds, int(counts[counts > 0].min()))
-    check(k >= 2 and (counts > 0).sum() >= 2, f"ranking needs at least two classes with two photos each (counts: {counts.tolist()})")
+    splits = fold_splits(labels, groups, folds, seed, K)
     from threadpoolctl import threadpool_limits
     X = StandardScaler().fit_transform(X)  # unsupervised, so it leaks no label
     P = np.zeros((len(labels), K))
     # one BLAS thread: on a busy 2-core CPU the default threads fought each other, 57 s against 7 s for GCD's 1,750 photos
     with threadpool_limits(1):
-        for tr, te in StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(X, labels, groups):
+        for tr, te in splits:
             clf = LogisticRegression(C=C, max_iter=1000).fit(X[tr], labels[tr])
             P[np.ix_(te, clf.classes_)] = clf.predict_proba(X[te])
     return P / P.sum(1, keepdims=True)
+
+# %% ../nbs/40_rank.ipynb #f78f4ae2
+def finetuned_oof_probabilities(files:list, # image files, one per photo
+                                labels:np.ndarray, # class index per photo
+                                groups:np.ndarray|None=None, # group id per photo (near-duplicates share one); each its own when None
+                                folds:int=5, # number of folds (fewer when a class has fewer photos)
+                                seed:int=0, # shuffles the folds
+                                n_classes:int|None=None, # number of classes; labels.max()+1 when None
+                                recipe:Recipe|None=None, # arch, weights, size, bs, epochs, lr, aug, label smoothing; `Recipe()` when None
+                               )->np.ndarray:
+    "Each photo's class probabilities from the recipe fine-tuned on the folds that do not hold it (k trainings)."
+    from fastai.vision.all import DataBlock, ImageBlock, CategoryBlock, IndexSplitter, ItemGetter, set_seed
+    from cloud_classifier.core import AUGMENTATIONS
+    from cloud_classifier.data import CloudImage, _item_tfms, _batch_tfms
+    from cloud_classifier.learner import make_learner
+    from cloud_classifier.train import fit_recipe
+    recipe = recipe or Recipe()
+    labels = np.asarray(labels); K = n_classes or int(labels.max()) + 1
+    items = [(Path(f), int(l)) for f, l in zip(files, labels)]
+    aug = AUGMENTATIONS[recipe.aug]
+    lr = Recipe.lr if recipe.lr == 'auto' else recipe.lr  # lr_find would pick its rate on the labels under suspicion
+    P = np.zeros((len(labels), K))
+    for fold, (tr, te) in enumerate(fold_splits(labels, groups, folds, seed, K)):
+        set_seed(recipe.seed + fold, reproducible=True)
+        dls = DataBlock(blocks=(ImageBlock(CloudImage), CategoryBlock(vocab=list(range(K)))), get_x=ItemGetter(0), get_y=ItemGetter(1),
+                        splitter=IndexSplitter(te), item_tfms=_item_tfms(aug['item_tfms'], recipe.size),
+                        batch_tfms=_batch_tfms(aug['batch_tfms'])).dataloaders(items, bs=recipe.bs, num_workers=0)
+        learn = make_learner(dls, recipe.arch, recipe.weights, label_smoothing=recipe.label_smoothing)
+        with learn.no_bar(), learn.no_logging():
+            fit_recipe(learn, recipe.epochs_frozen, recipe.epochs, lr=lr, checkpoint=False)
+            p, _ = learn.get_preds(ds_idx=1)  # the held-out fold, in `te`'s order
+        P[te] = p.float().numpy()
+    return P / P.sum(1, keepdims=True)
+
 
 # %% ../nbs/40_rank.ipynb #c11f123a
 QUEUE_COLUMNS = ['file', 'label', 'suggested', 'probability', 'score', 'reason']
@@ -225,6 +271,8 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
                 weights:str|Path=Recipe.weights, # without a model: "imagenet" or a local state-dict file
                 size:int=defaults.size, # without a model: image side the body sees
                 folds:int=5, # out-of-fold splits
+                oof:str='auto', # 'probe': a logistic regression on the body's features; 'finetune': the recipe fine-tuned per fold; 'auto': finetune on a CUDA GPU without a model or body
+                recipe:Recipe|None=None, # with finetune: what each fold trains; `Recipe(arch=arch, weights=weights, size=size, bs=bs)` when None
                 C:float=0.002, # inverse L2 strength of the logistic regression
                 seed:int=0, # shuffles the folds
                 bs:int=32, # photos per batch
@@ -236,6 +284,11 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
     "The review queue (`QUEUE_COLUMNS`) of `data`'s photos, most likely wrong label first."
     from cloud_classifier.dedupe import image_records, find_duplicates
     from cloud_classifier.data import list_classes
+    check(oof in OOF_MODELS, f"unknown out-of-fold model {oof!r}: use one of {', '.join(OOF_MODELS)}")
+    if oof == 'auto':
+        import torch
+        oof = 'finetune' if torch.cuda.is_available() and model is None and body is None else 'probe'
+    check(oof == 'probe' or (model is None and body is None), "fine-tuned folds start from the pretrained weights: give --weights, not a model")
     data = Path(data).resolve()
     check(data.is_dir(), f'data folder {data} does not exist: give the folder that holds one sub-folder per class')
     listed = {str(f): c for c, fs in list_classes(data, classes).items() for f in fs}
@@ -245,9 +298,11 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
     unread = sorted(set(listed) - {str(r.path) for r in recs})
     bad = [dict(file=Path(f).relative_to(data).as_posix(), label=listed[f], suggested='delete', probability=1.0, score=0.0,
                 reason=UNREADABLE) for f in unread]
-    body = body or (model_body(model, check_hash) if model else pretrained_body(arch, weights, size))
-    if cache is True: cache = feature_cache()
-    X = cached_features(body, [r.path for r in recs], cache or None, [r.sha256 for r in recs], bs)
+    if oof == 'probe':
+        body = body or (model_body(model, check_hash) if model else pretrained_body(arch, weights, size))
+        if cache is True: cache = feature_cache()
+        X = cached_features(body, [r.path for r in recs], cache or None, [r.sha256 for r in recs], bs)
+    else: X = np.zeros((len(recs), 1))  # fine-tuned folds read the photos themselves
     ok = ~np.isnan(X).any(1)  # a photo PIL opens but the body cannot read
     bad += [dict(file=r.path.relative_to(data).as_posix(), label=r.cls, suggested='delete', probability=1.0, score=0.0,
                  reason=UNREADABLE) for r, o in zip(recs, ok) if not o]
@@ -260,5 +315,7 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
         groups[members] = members[0]
         if len({int(labels[i]) for i in members}) > 1: conflicts.append(members)
     rel = [r.path.relative_to(data).as_posix() for r in recs]
-    P = oof_probabilities(X, labels, groups, folds, C, seed, n_classes=len(names))
+    if oof == 'probe': P = oof_probabilities(X, labels, groups, folds, C, seed, n_classes=len(names))
+    else: P = finetuned_oof_probabilities([r.path for r in recs], labels, groups, folds, seed, len(names),
+                                          recipe or Recipe(arch=arch, weights=weights, size=size, bs=bs))
     return bad + label_queue(rel, labels, P, names, conflicts)

@@ -86,3 +86,24 @@ def test_loss_ranking_needs_a_model_and_accept_needs_a_suggestion(tmp_path, weig
     assert r.returncode == 2 and 'no suggested label' in r.stderr
     r = run_main('review', data, '--weights', 'none', '--out', tmp_path/'x.csv')
     assert r.returncode == 2 and 'pretrained body' in r.stderr and r.stderr.count('\n') == 1, r.stderr
+
+def test_review_with_fine_tuned_folds(tmp_path, weights):
+    "`--oof finetune` trains the recipe once per fold (for a GPU; here three small ones on the CPU) and writes the same queue columns."
+    data = flipped_set(tmp_path)
+    out = tmp_path/'review.csv'
+    r = run_cli('review', data, '--arch', 'mobilenet_v2', '--weights', weights, '--size', 48, '--bs', 8, '--oof', 'finetune', '--epochs-frozen', 1, '--epochs', 1,
+                '--out', out, '--top', 0)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(out)))
+    assert list(rows[0]) == REVIEW_COLUMNS and len(rows) == 30
+    assert [float(r['score']) for r in rows] == sorted(float(r['score']) for r in rows)  # lowest label quality first
+    assert all(r['suggested'] in {'a', 'b', 'c'} and r['reason'] for r in rows)
+    assert not any((tmp_path/'features').glob('*.npz'))  # no frozen features were needed
+
+def test_fine_tuned_folds_refuse_a_model(tmp_path):
+    from tiny_model import tiny_model
+    models, data, *_ = tiny_model(tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*'))
+    r = run_main('review', models/'export.pkl', data, '--oof', 'finetune', '--out', tmp_path/'x.csv')
+    assert r.returncode == 2 and 'start from the pretrained weights' in r.stderr and r.stderr.count('\n') == 1, r.stderr
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*')) == before
