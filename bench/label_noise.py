@@ -92,7 +92,9 @@ def rank_ours(X, yn, groups, K, seed, C, files=None, recipe=None):
 def fold_recipe(args):
     "The recipe each fold trains with `--oof finetune`; None for the probe."
     from cloud_classifier.core import Recipe
-    return Recipe(arch=args.arch, weights=args.weights, size=args.size, bs=args.bs) if args.oof == 'finetune' else None
+    if args.oof != 'finetune': return None
+    epochs = dict(zip(('epochs_frozen', 'epochs'), args.fold_epochs)) if args.fold_epochs else {}
+    return Recipe(arch=args.arch, weights=args.weights, size=args.fold_size or args.size, bs=args.bs, **epochs)
 
 def symlink_set(root:Path, recs, labels, classes, idx):
     "A folder-per-class set of symlinks filing photo `i` under `classes[labels[i]]`, for `i` in `idx`."
@@ -265,6 +267,8 @@ def main():
     p.add_argument('--size', type=int, default=224)
     p.add_argument('--bs', type=int, default=32)
     p.add_argument('--oof', choices=['probe', 'finetune'], default='probe', help="ours: the probe on frozen features, or the default recipe fine-tuned per fold (5 trainings)")
+    p.add_argument('--fold-epochs', type=int, nargs=2, metavar=('FROZEN', 'UNFROZEN'), help="with --oof finetune: each fold's epochs (the recipe's 2 5 when not given)")
+    p.add_argument('--fold-size', type=int, help='with --oof finetune: image side of the fold trainings (--size when not given)')
     p.add_argument('--C', type=float, default=0.002, help="the ranking's logistic regression")
     p.add_argument('--C-train', type=float, default=0.01, help="the probe trainer's logistic regression")
     p.add_argument('--no-flip', action='store_true', help='features of the photo only, not averaged with its mirror image')
