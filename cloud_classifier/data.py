@@ -25,8 +25,8 @@ from .manifest import manifest_values, sync_manifest
 
 # %% auto #0
 __all__ = ['synthetic_image_set', 'list_classes', 'class_files', 'get_equal_images', 'get_class_images', 'label_from_folder',
-           'CloudImage', 'GroupSplitter', 'cloud_datablock', 'cloud_dataloaders', 'image_problems', 'bad_images',
-           'bad_images_line', 'quarantine', 'image_stats', 'stats_table']
+           'CloudImage', 'GroupSplitter', 'item_transforms', 'batch_transforms', 'cloud_datablock', 'cloud_dataloaders',
+           'image_problems', 'bad_images', 'bad_images_line', 'quarantine', 'image_stats', 'stats_table']
 
 # %% ../nbs/10_data.ipynb #7579ffbc
 def synthetic_image_set(path:Path, # folder to write `path/<class>/*.png` into
@@ -135,12 +135,17 @@ class GroupSplitter:
         return ([i for i, k in enumerate(keys) if k not in valid], [i for i, k in enumerate(keys) if k in valid])
 
 # %% ../nbs/10_data.ipynb #54abf645
-def _item_tfms(item_tfms, size):
+def item_transforms(item_tfms, # "crop" (random crops of at least half the photo), "resize", or fastai item transforms
+                    size:int, # image side the model sees
+                   ):
+    "The item transforms that `item_tfms` names."
     if item_tfms == 'crop': return RandomResizedCrop(size, min_scale=0.5)
     if item_tfms == 'resize': return Resize(size)
     return item_tfms
 
-def _batch_tfms(batch_tfms)->list:
+def batch_transforms(batch_tfms, # "aug" for `aug_transforms()`, "flip", None, or fastai batch transforms
+                    )->list:
+    "The batch transforms that `batch_tfms` names."
     if batch_tfms == 'aug': return aug_transforms()
     if batch_tfms == 'flip': return [Flip()]
     return list(batch_tfms or [])
@@ -163,12 +168,12 @@ def cloud_datablock(path:Path, # folder holding one sub-folder per class
     folders = list(found)
     get_items = (partial(get_equal_images, folders=folders, seed=seed, n=n_per_class) if balance == 'equal'
                  else partial(get_class_images, folders=folders))
-    btfms = _batch_tfms(batch_tfms)
+    btfms = batch_transforms(batch_tfms)
     if normalize: btfms = [*btfms, Normalize.from_stats(*imagenet_stats)]
     return DataBlock(blocks=(ImageBlock(CloudImage), CategoryBlock(vocab=sorted(folders))),
                      get_items=get_items, get_y=label_from_folder,
                      splitter=GroupSplitter(valid_pct, seed, groups),
-                     item_tfms=_item_tfms(item_tfms, size), batch_tfms=btfms)
+                     item_tfms=item_transforms(item_tfms, size), batch_tfms=btfms)
 
 def cloud_dataloaders(path:Path, # folder holding one sub-folder per class
                       classes:list|None=None, # classes to use; all when None

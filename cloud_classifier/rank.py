@@ -198,7 +198,7 @@ def finetuned_oof_probabilities(files:list, # image files, one per photo
     "Each photo's class probabilities from the recipe fine-tuned on the folds that do not hold it (k trainings)."
     from fastai.vision.all import DataBlock, ImageBlock, CategoryBlock, IndexSplitter, ItemGetter, set_seed
     from cloud_classifier.core import AUGMENTATIONS
-    from cloud_classifier.data import CloudImage, _item_tfms, _batch_tfms
+    from cloud_classifier.data import CloudImage, item_transforms, batch_transforms
     from cloud_classifier.learner import make_learner
     from cloud_classifier.train import fit_recipe
     recipe = recipe or Recipe()
@@ -210,8 +210,8 @@ def finetuned_oof_probabilities(files:list, # image files, one per photo
     for fold, (tr, te) in enumerate(fold_splits(labels, groups, folds, seed, K)):
         set_seed(recipe.seed + fold, reproducible=True)
         dls = DataBlock(blocks=(ImageBlock(CloudImage), CategoryBlock(vocab=list(range(K)))), get_x=ItemGetter(0), get_y=ItemGetter(1),
-                        splitter=IndexSplitter(te), item_tfms=_item_tfms(aug['item_tfms'], recipe.size),
-                        batch_tfms=_batch_tfms(aug['batch_tfms'])).dataloaders(items, bs=recipe.bs, num_workers=0)
+                        splitter=IndexSplitter(te), item_tfms=item_transforms(aug['item_tfms'], recipe.size),
+                        batch_tfms=batch_transforms(aug['batch_tfms'])).dataloaders(items, bs=recipe.bs, num_workers=0)
         learn = make_learner(dls, recipe.arch, recipe.weights, label_smoothing=recipe.label_smoothing)
         with learn.no_bar(), learn.no_logging():
             fit_recipe(learn, recipe.epochs_frozen, recipe.epochs, lr=lr, checkpoint=False)
