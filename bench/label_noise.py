@@ -225,8 +225,10 @@ def ccsn(args):
     from cloud_classifier.rank import rank_folder
     from cloud_classifier.dedupe import find_duplicates
     from itertools import combinations
+    from cloud_classifier.core import Recipe
     t = time.time()
-    q = rank_folder(args.ccsn_data, arch=args.arch, weights=args.weights, size=args.size, C=args.C, cache=args.cache, bs=args.bs)
+    q = rank_folder(args.ccsn_data, recipe=Recipe(arch=args.arch, weights=args.weights, size=args.size), oof='probe', C=args.C,
+                    cache=args.cache, bs=args.bs)
     secs = time.time() - t
     pos = {r['file']: i for i, r in enumerate(q)}
     px = lambda f: np.asarray(Image.open(f).convert('RGB').resize((64, 64)), dtype=np.float32)

@@ -239,7 +239,7 @@ def ranked_table(data:Path, # folder holding one sub-folder per class
                  top:int|None=None, # keep the first `top` photos of the queue; all when None
                  bs:int=64, # batch size
                  check_hash:bool=True, # refuse a model whose sha256 differs from its model card's
-                 **kwargs, # passed to `rank.rank_folder` (arch, weights, size, folds, C, cache, body)
+                 **kwargs, # passed to `rank.rank_folder` (recipe, oof, folds, C, cache, body)
                 )->list[dict]:
     "Review rows (`REVIEW_COLUMNS`) in the order of `rank.rank_folder`: most likely wrong label first."
     import math
@@ -311,11 +311,8 @@ def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with
            bs:int=64, # batch size
            check_hash:bool=True, # refuse a model whose sha256 differs from its model card's
            rank:str='oof', # 'oof': most likely wrong label first (`cloud_classifier.rank`); 'loss': the model's highest loss first
-           arch:str=Recipe.arch, # without a model: torchvision model name, as `train` takes it
-           weights:str|Path=Recipe.weights, # without a model: "imagenet" or a local state-dict file (offline)
-           size:int|None=None, # without a model: image side the body sees (the library's default when None)
            oof:str='auto', # 'probe' (frozen features), 'finetune' (the recipe per fold, without a model) or 'auto' (finetune on a CUDA GPU)
-           recipe:Recipe|None=None, # with finetune: what each fold trains; from `arch`, `weights`, `size` and `bs` when None
+           recipe:Recipe|None=None, # without a model: the pretrained body's arch, weights and size, and with finetune what each fold trains; `Recipe()` when None
           )->list[dict]:
     "Write a review CSV (action preset to keep) and its HTML contact sheet, most likely wrong label first (or highest loss); files that are no photos are left out and named on stderr."
     data = Path(data).resolve()
@@ -332,8 +329,7 @@ def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with
     if rank == 'loss':
         rows = review_table(_load_model(model, check_hash), data, top, bs, also=[data/f for f in conflicts], records=recs)
     else:
-        body = dict(oof=oof, recipe=recipe) | ({} if model is not None else dict(arch=arch, weights=weights) | (dict(size=size) if size else {}))
-        rows = ranked_table(data, model, None, bs, check_hash, records=recs, **body)
+        rows = ranked_table(data, model, None, bs, check_hash, records=recs, oof=oof, recipe=recipe)
         skipped |= {r['file'] for r in rows if r['reason'] == UNREADABLE}  # also those the body could not read
         rows = [r for r in rows if r['file'] not in skipped]
         keep = rows[:top] if top else rows

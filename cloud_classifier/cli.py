@@ -372,9 +372,8 @@ def _review(args):
     model, data = (args.model, args.data) if args.data is not None else (None, args.model)
     _interrupted_note(data)
     rows = review(model, data, args.out, top=args.top or None, bs=args.bs, check_hash=not args.no_hash_check, rank=args.rank,
-                  arch=args.arch, weights=args.weights, size=args.size, oof=args.oof,
-                  recipe=Recipe(arch=args.arch, weights=args.weights, size=args.size, bs=args.bs, epochs_frozen=args.epochs_frozen, epochs=args.epochs)
-                  if args.oof != 'probe' else None)
+                  oof=args.oof, recipe=Recipe(arch=args.arch, weights=args.weights, size=args.size, bs=args.bs,
+                                              epochs_frozen=args.epochs_frozen, epochs=args.epochs))
     print(f"{len(rows)} photo(s) to review in {args.out} (action preset to keep); contact sheet: {args.out.with_suffix('.html')}")
     print(f'set action to keep, delete, accept (the suggested label), a class or new:NAME, then run: cloud-classifier clean {data} --apply {args.out}')
 

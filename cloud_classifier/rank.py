@@ -187,13 +187,20 @@ def oof_probabilities(X:np.ndarray, # features, one row per photo
     return P / P.sum(1, keepdims=True)
 
 # %% ../nbs/40_rank.ipynb #f78f4ae2
+def _balanced_fit(tr:np.ndarray, labels:np.ndarray, balance:str, seed:int)->np.ndarray:
+    "The fit folds' photos a recipe trains on: all of them, or with balance 'equal' the same number of each class (seeded)."
+    if balance != 'equal': return tr
+    rng, present = np.random.default_rng(seed), np.unique(labels[tr])
+    n = min(int((labels[tr] == c).sum()) for c in present)
+    return np.concatenate([rng.permutation(tr[labels[tr] == c])[:n] for c in present])
+
 def finetuned_oof_probabilities(files:list, # image files, one per photo
                                 labels:np.ndarray, # class index per photo
                                 groups:np.ndarray|None=None, # group id per photo (near-duplicates share one); each its own when None
                                 folds:int=5, # number of folds (fewer when a class has fewer photos)
                                 seed:int=0, # shuffles the folds
                                 n_classes:int|None=None, # number of classes; labels.max()+1 when None
-                                recipe:Recipe|None=None, # arch, weights, size, bs, epochs, lr, aug, label smoothing; `Recipe()` when None
+                                recipe:Recipe|None=None, # arch, weights, size, bs, epochs, lr, balance, aug, label smoothing; `Recipe()` when None
                                )->np.ndarray:
     "Each photo's class probabilities from the recipe fine-tuned on the folds that do not hold it (k trainings)."
     from fastai.vision.all import DataBlock, ImageBlock, CategoryBlock, IndexSplitter, ItemGetter, set_seed
@@ -209,9 +216,15 @@ def finetuned_oof_probabilities(files:list, # image files, one per photo
     P = np.zeros((len(labels), K))
     for fold, (tr, te) in enumerate(fold_splits(labels, groups, folds, seed, K)):
         set_seed(recipe.seed + fold, reproducible=True)
-        dls = DataBlock(blocks=(ImageBlock(CloudImage), CategoryBlock(vocab=list(range(K)))), get_x=ItemGetter(0), get_y=ItemGetter(1),
-                        splitter=IndexSplitter(te), item_tfms=item_transforms(aug['item_tfms'], recipe.size),
-                        batch_tfms=batch_transforms(aug['batch_tfms'])).dataloaders(items, bs=recipe.bs, num_workers=0)
+        fit = _balanced_fit(tr, labels, recipe.balance, recipe.seed + fold)
+        fold_items = [items[i] for i in fit] + [items[i] for i in te]
+        dblock = DataBlock(blocks=(ImageBlock(CloudImage), CategoryBlock(vocab=list(range(K)))), get_x=ItemGetter(0), get_y=ItemGetter(1),
+                           splitter=IndexSplitter(range(len(fit), len(fold_items))), item_tfms=item_transforms(aug['item_tfms'], recipe.size),
+                           batch_tfms=batch_transforms(aug['batch_tfms']))
+        if recipe.balance == 'weighted':  # every photo, each class drawn equally often per epoch, as `cloud_dataloaders` does
+            counts = np.bincount(labels[fit], minlength=K)
+            dls = dblock.weighted_dataloaders(fold_items, wgts=[1 / max(counts[l], 1) for _, l in fold_items], bs=recipe.bs, num_workers=0)
+        else: dls = dblock.dataloaders(fold_items, bs=recipe.bs, num_workers=0)
         learn = make_learner(dls, recipe.arch, recipe.weights, label_smoothing=recipe.label_smoothing)
         with learn.no_bar(), learn.no_logging():
             fit_recipe(learn, recipe.epochs_frozen, recipe.epochs, lr=lr, checkpoint=False)
@@ -267,12 +280,9 @@ UNREADABLE = 'cannot be read as a photo'  # the reason of a queue row whose file
 def rank_folder(data:Path, # folder holding one sub-folder per class
                 model:Path|None=None, # an exported model whose body gives the features; the pretrained body when None
                 body:Body|None=None, # or a body already made (e.g. `learner_body(learn)`)
-                arch:str=Recipe.arch, # without a model: torchvision model name, as `train` takes it
-                weights:str|Path=Recipe.weights, # without a model: "imagenet" or a local state-dict file
-                size:int=defaults.size, # without a model: image side the body sees
+                recipe:Recipe|None=None, # without a model or body: the pretrained body is the recipe's arch, weights and size, and with finetune each fold trains this recipe; `Recipe()` when None
                 folds:int=5, # out-of-fold splits
                 oof:str='auto', # 'probe': a logistic regression on the body's features; 'finetune': the recipe fine-tuned per fold; 'auto': finetune on a CUDA GPU without a model or body
-                recipe:Recipe|None=None, # with finetune: what each fold trains; `Recipe(arch=arch, weights=weights, size=size, bs=bs)` when None
                 C:float=0.002, # inverse L2 strength of the logistic regression
                 seed:int=0, # shuffles the folds
                 bs:int=32, # photos per batch
@@ -298,15 +308,15 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
     unread = sorted(set(listed) - {str(r.path) for r in recs})
     bad = [dict(file=Path(f).relative_to(data).as_posix(), label=listed[f], suggested='delete', probability=1.0, score=0.0,
                 reason=UNREADABLE) for f in unread]
+    recipe = recipe or Recipe()
     if oof == 'probe':
-        body = body or (model_body(model, check_hash) if model else pretrained_body(arch, weights, size))
+        body = body or (model_body(model, check_hash) if model else pretrained_body(recipe.arch, recipe.weights, recipe.size))
         if cache is True: cache = feature_cache()
         X = cached_features(body, [r.path for r in recs], cache or None, [r.sha256 for r in recs], bs)
-    else: X = np.zeros((len(recs), 1))  # fine-tuned folds read the photos themselves
-    ok = ~np.isnan(X).any(1)  # a photo PIL opens but the body cannot read
-    bad += [dict(file=r.path.relative_to(data).as_posix(), label=r.cls, suggested='delete', probability=1.0, score=0.0,
-                 reason=UNREADABLE) for r, o in zip(recs, ok) if not o]
-    recs, X = [r for r, o in zip(recs, ok) if o], X[ok]
+        ok = ~np.isnan(X).any(1)  # a photo PIL opens but the body cannot read
+        bad += [dict(file=r.path.relative_to(data).as_posix(), label=r.cls, suggested='delete', probability=1.0, score=0.0,
+                     reason=UNREADABLE) for r, o in zip(recs, ok) if not o]
+        recs, X = [r for r, o in zip(recs, ok) if o], X[ok]
     labels = np.array([names.index(r.cls) for r in recs])
     idx = {str(r.path): i for i, r in enumerate(recs)}
     groups, conflicts = np.arange(len(recs)), []
@@ -316,6 +326,5 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
         if len({int(labels[i]) for i in members}) > 1: conflicts.append(members)
     rel = [r.path.relative_to(data).as_posix() for r in recs]
     if oof == 'probe': P = oof_probabilities(X, labels, groups, folds, C, seed, n_classes=len(names))
-    else: P = finetuned_oof_probabilities([r.path for r in recs], labels, groups, folds, seed, len(names),
-                                          recipe or Recipe(arch=arch, weights=weights, size=size, bs=bs))
+    else: P = finetuned_oof_probabilities([r.path for r in recs], labels, groups, folds, seed, len(names), recipe)
     return bad + label_queue(rel, labels, P, names, conflicts)

@@ -6,10 +6,12 @@ import torch, torchvision
 from cloud_classifier.rank import rank_folder, QUEUE_COLUMNS
 from cloud_classifier.clean import REVIEW_COLUMNS
 from cloud_classifier.data import synthetic_image_set
+from cloud_classifier.core import Recipe
 from conftest import run_cli, run_main
 
 FLIPPED = {'b/a-0003.png': 'a', 'a/c-0004.png': 'c'}  # moved into the wrong class on purpose; not near-duplicates of others
-BODY = dict(arch='mobilenet_v2', size=64, folds=3, C=0.01)
+BODY = dict(arch='mobilenet_v2', size=64)  # the pretrained body's recipe fields
+RANK = dict(folds=3, C=0.01)
 
 @pytest.fixture(scope='module')
 def weights(tmp_path_factory):
@@ -35,19 +37,19 @@ def flipped_set(root:Path)->Path:
 
 def test_flipped_labels_rise_to_the_top(tmp_path, weights, cache):
     data = flipped_set(tmp_path)
-    q = rank_folder(data, weights=weights, **BODY)
+    q = rank_folder(data, recipe=Recipe(weights=weights, **BODY), **RANK)
     assert len(q) == 30 and list(q[0]) == QUEUE_COLUMNS
     assert {r['file']: r['suggested'] for r in q[:2]} == FLIPPED
     assert all(r['reason'].startswith('low label quality') for r in q[:2])
     assert [r['score'] for r in q] == sorted(r['score'] for r in q)
     assert any(cache.glob('mobilenet_v2-w*-64x64*.npz'))  # computed once, cached by file hash
     assert not (data/'.cache').exists()
-    assert rank_folder(data, weights=weights, **BODY) == q  # from the cache: the same queue
+    assert rank_folder(data, recipe=Recipe(weights=weights, **BODY), **RANK) == q  # from the cache: the same queue
 
 def test_a_duplicate_conflict_comes_first(tmp_path, weights):
     data = flipped_set(tmp_path)
     shutil.copy(data/'b'/'b-0001.png', data/'c'/'copy.png')  # one photo under two labels
-    q = rank_folder(data, weights=weights, **BODY)
+    q = rank_folder(data, recipe=Recipe(weights=weights, **BODY), **RANK)
     assert {r['file'] for r in q[:2]} == {'b/b-0001.png', 'c/copy.png'}
     by_file = {r['file']: r for r in q[:2]}
     assert by_file['c/copy.png']['reason'] == 'duplicate conflict with b/b-0001.png (b)'
