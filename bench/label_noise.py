@@ -12,7 +12,9 @@ trained model.
 
 Rankings: `ours` (cloud_classifier.rank: out-of-fold logistic regression on the frozen body's pooled features, scored
 with cleanlab), `random` (a floor), `loss` (fastai's ordering: the default recipe trained once on the noisy labels,
-every photo ranked by its loss under it, as `ImageClassifierCleaner` does: ~8+ minutes a run on a 2-core CPU).
+every photo ranked by its loss under it, as `ImageClassifierCleaner` does: ~8+ minutes a run on a 2-core CPU),
+`ours-model` (ours on the features of that same trained model's body, as `review MODEL DATA` and the cleaner rank once a
+model exists; it shares (a)'s training).
 For each: precision and recall of the truly wrong labels in the first 5/10/20% of the queue, and the compute time.
 
 End-to-end (`--end-to-end`): a test part (20%, stratified) is split off and never flipped; noise goes on the rest.
@@ -29,7 +31,7 @@ probe on the cached features instead (seconds; a proxy, reported as such).
 import argparse, json, os, platform, sys, tempfile, time
 from pathlib import Path
 import numpy as np
-from cloud_classifier.rank import pretrained_body, cached_features, oof_probabilities, finetuned_oof_probabilities, label_queue
+from cloud_classifier.rank import pretrained_body, learner_body, cached_features, oof_probabilities, finetuned_oof_probabilities, label_queue
 
 SHARED = Path(__file__).resolve().parents[1].parent/'shared'
 GCD = Path(os.environ.get('CLOUD_CLASSIFIER_GCD', '/work/shared/data/gcd'))
@@ -112,13 +114,18 @@ def train_recipe(root:Path, out:Path, args):
     return learn
 
 def rank_loss(recs, yn, classes, args, tmp:Path):
-    "Queue order of fastai's ordering: the default recipe trained once on the noisy labels, highest loss first."
+    "Queue order of fastai's ordering (the default recipe trained once on the noisy labels, highest loss first), and that learner."
     from cloud_classifier.clean import review_table
     root = symlink_set(tmp/'noisy', recs, yn, classes, range(len(recs)))
     learn = train_recipe(root, tmp/'model', args)
     rows = review_table(learn, root)
     pos = {f'{classes[yn[i]]}/{r.path.name}': i for i, r in enumerate(recs)}
-    return np.array([pos[r['file']] for r in rows])
+    return np.array([pos[r['file']] for r in rows]), learn
+
+def model_probe_order(learn, recs, yn, groups, K, seed, args):
+    "Queue order of ours on the trained model's own body, as `review MODEL DATA` and the cleaner rank: its features, the out-of-fold probe."
+    Xm = cached_features(learner_body(learn), [r.path for r in recs], None, bs=args.bs)
+    return rank_ours(Xm, yn, groups, K, seed, args.C)[0]
 
 def probe_error(X, y_train, tr, te, y_test, C):
     "Test error of the linear probe fitted on `tr` with labels `y_train` (the cheap stand-in for training)."
@@ -159,12 +166,15 @@ def detection(args, save=lambda res: None):
     for setting in args.settings:
         for seed in args.seeds:
             yn = noisy_labels(setting, y, K, seed, conf); wrong = yn != y
+            model = {}  # the recipe trained once on these labels: (a) ranks by its loss, ours-model by its body's features
             for ranking in args.rankings:
                 t = time.time()
                 if ranking == 'ours': order = rank_ours(X, yn, groups, K, seed, args.C, [r.path for r in recs], fold_recipe(args))[0]
                 elif ranking == 'random': order = np.random.default_rng(seed + 100).permutation(len(y))
-                elif ranking == 'loss':
-                    with tempfile.TemporaryDirectory() as tmp: order = rank_loss(recs, yn, classes, args, Path(tmp))
+                else:
+                    if not model:
+                        with tempfile.TemporaryDirectory() as tmp: model['loss'], model['learn'] = rank_loss(recs, yn, classes, args, Path(tmp))
+                    order = model['loss'] if ranking == 'loss' else model_probe_order(model['learn'], recs, yn, groups, K, seed, args)
                 secs = time.time() - t
                 r = dict(setting=setting, seed=seed, ranking=ranking + ('-finetune' if ranking == 'ours' and args.oof == 'finetune' else ''), wrong=int(wrong.sum()), seconds=round(secs, 1),
                          **{k: round(float(v), 3) for k, v in scores(order, wrong).items()})
@@ -263,7 +273,8 @@ def main():
     p.add_argument('--data', type=Path, default=GCD, help='the clean folder-per-class set (never modified)')
     p.add_argument('--settings', nargs='+', default=['uniform10', 'uniform20', 'structured20'])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--rankings', nargs='+', default=['ours', 'random'], choices=['ours', 'random', 'loss'])
+    p.add_argument('--rankings', nargs='+', default=['ours', 'random'], choices=['ours', 'random', 'loss', 'ours-model'],
+                   help="loss: (a), fastai's order; ours-model: ours on the features of the model (a) trains, as `review MODEL DATA` ranks")
     p.add_argument('--arch', default='mobilenet_v2')
     p.add_argument('--weights', default=str(WEIGHTS))
     p.add_argument('--size', type=int, default=224)
