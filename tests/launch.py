@@ -55,6 +55,9 @@ def _child(req:dict):
     "In the forked process: run the request, then leave without running the parent's exit handlers."
     rc = 1
     try:
+        # Ctrl-C at a terminal reaches a program whose SIGINT is not ignored; a shell that starts these tests in the
+        # background without job control ignores it, and the child would inherit that
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         os.environ.update(req.get('env') or {})
         for fd, name in ((1, 'out'), (2, 'err')):
             f = os.open(req[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
