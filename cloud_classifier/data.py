@@ -25,8 +25,9 @@ from .manifest import manifest_values, sync_manifest
 
 # %% auto #0
 __all__ = ['synthetic_image_set', 'list_classes', 'class_files', 'get_equal_images', 'get_class_images', 'label_from_folder',
-           'CloudImage', 'GroupSplitter', 'item_transforms', 'batch_transforms', 'cloud_datablock', 'cloud_dataloaders',
-           'image_problems', 'bad_images', 'bad_images_line', 'quarantine', 'image_stats', 'stats_table']
+           'CloudImage', 'GroupSplitter', 'item_transforms', 'batch_transforms', 'class_weights', 'cloud_datablock',
+           'cloud_dataloaders', 'image_problems', 'bad_images', 'bad_images_line', 'quarantine', 'image_stats',
+           'stats_table']
 
 # %% ../nbs/10_data.ipynb #7579ffbc
 def synthetic_image_set(path:Path, # folder to write `path/<class>/*.png` into
@@ -150,6 +151,12 @@ def batch_transforms(batch_tfms, # "aug" for `aug_transforms()`, "flip", None, o
     if batch_tfms == 'flip': return [Flip()]
     return list(batch_tfms or [])
 
+def class_weights(labels:list, # each item's class
+                 )->list[float]:
+    "Sampling weights, one an item, that draw each class equally often (balance 'weighted'): 1 / its class' count."
+    counts = Counter(labels)
+    return [1 / counts[l] for l in labels]
+
 def cloud_datablock(path:Path, # folder holding one sub-folder per class
                     classes:list|None=None, # classes to use; all when None
                     size:int=Recipe.size, # image side the model sees
@@ -190,8 +197,7 @@ def cloud_dataloaders(path:Path, # folder holding one sub-folder per class
     path = Path(path)
     if balance != 'weighted': return dblock.dataloaders(path, bs=bs, num_workers=num_workers, seed=seed)
     labels = [label_from_folder(f) for f in dblock.get_items(path)]
-    counts = Counter(labels)
-    return dblock.weighted_dataloaders(path, wgts=[1 / counts[l] for l in labels], bs=bs, num_workers=num_workers, seed=seed)
+    return dblock.weighted_dataloaders(path, wgts=class_weights(labels), bs=bs, num_workers=num_workers, seed=seed)
 
 # %% ../nbs/10_data.ipynb #c539367d
 def image_problems(files:list, # image files

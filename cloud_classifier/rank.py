@@ -205,7 +205,7 @@ def finetuned_oof_probabilities(files:list, # image files, one per photo
     "Each photo's class probabilities from the recipe fine-tuned on the folds that do not hold it (k trainings)."
     from fastai.vision.all import DataBlock, ImageBlock, CategoryBlock, IndexSplitter, ItemGetter, set_seed
     from cloud_classifier.core import AUGMENTATIONS
-    from cloud_classifier.data import CloudImage, item_transforms, batch_transforms
+    from cloud_classifier.data import CloudImage, item_transforms, batch_transforms, class_weights
     from cloud_classifier.learner import make_learner
     from cloud_classifier.train import fit_recipe
     recipe = recipe or Recipe()
@@ -222,8 +222,8 @@ def finetuned_oof_probabilities(files:list, # image files, one per photo
                            splitter=IndexSplitter(range(len(fit), len(fold_items))), item_tfms=item_transforms(aug['item_tfms'], recipe.size),
                            batch_tfms=batch_transforms(aug['batch_tfms']))
         if recipe.balance == 'weighted':  # every photo, each class drawn equally often per epoch, as `cloud_dataloaders` does
-            counts = np.bincount(labels[fit], minlength=K)
-            dls = dblock.weighted_dataloaders(fold_items, wgts=[1 / max(counts[l], 1) for _, l in fold_items], bs=recipe.bs, num_workers=0)
+            wgts = class_weights(labels[fit].tolist()) + [0.0] * len(te)  # the held-out fold is never sampled
+            dls = dblock.weighted_dataloaders(fold_items, wgts=wgts, bs=recipe.bs, num_workers=0)
         else: dls = dblock.dataloaders(fold_items, bs=recipe.bs, num_workers=0)
         learn = make_learner(dls, recipe.arch, recipe.weights, label_smoothing=recipe.label_smoothing)
         with learn.no_bar(), learn.no_logging():
