@@ -31,7 +31,7 @@ probe on the cached features instead (seconds; a proxy, reported as such).
 import argparse, json, os, platform, sys, tempfile, time
 from pathlib import Path
 import numpy as np
-from cloud_classifier.rank import pretrained_body, learner_body, cached_features, oof_probabilities, finetuned_oof_probabilities, label_queue
+from cloud_classifier.rank import pretrained_body, learner_body, photo_features, cached_features, oof_probabilities, finetuned_oof_probabilities, label_queue
 
 SHARED = Path(__file__).resolve().parents[1].parent/'shared'
 GCD = Path(os.environ.get('CLOUD_CLASSIFIER_GCD', '/work/shared/data/gcd'))
@@ -124,7 +124,7 @@ def rank_loss(recs, yn, classes, args, tmp:Path):
 
 def model_probe_order(learn, recs, yn, groups, K, seed, args):
     "Queue order of ours on the trained model's own body, as `review MODEL DATA` and the cleaner rank: its features, the out-of-fold probe."
-    Xm = cached_features(learner_body(learn), [r.path for r in recs], None, bs=args.bs)
+    Xm = photo_features(learner_body(learn), [r.path for r in recs], bs=args.bs)  # a model of its own: nothing to cache
     return rank_ours(Xm, yn, groups, K, seed, args.C)[0]
 
 def probe_error(X, y_train, tr, te, y_test, C):
