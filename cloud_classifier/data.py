@@ -24,10 +24,10 @@ from .journal import Journal
 from .manifest import manifest_values, sync_manifest
 
 # %% auto #0
-__all__ = ['synthetic_image_set', 'list_classes', 'class_files', 'get_equal_images', 'get_class_images', 'label_from_folder',
-           'CloudImage', 'GroupSplitter', 'item_transforms', 'batch_transforms', 'class_weights', 'cloud_datablock',
-           'cloud_dataloaders', 'image_problems', 'bad_images', 'bad_images_line', 'quarantine', 'image_stats',
-           'stats_table']
+__all__ = ['synthetic_image_set', 'list_classes', 'class_files', 'get_equal_images', 'sample_equal', 'get_class_images',
+           'label_from_folder', 'CloudImage', 'GroupSplitter', 'item_transforms', 'batch_transforms', 'class_weights',
+           'cloud_datablock', 'cloud_dataloaders', 'image_problems', 'bad_images', 'bad_images_line', 'quarantine',
+           'image_stats', 'stats_table']
 
 # %% ../nbs/10_data.ipynb #7579ffbc
 def synthetic_image_set(path:Path, # folder to write `path/<class>/*.png` into
@@ -88,14 +88,20 @@ def get_equal_images(path:Path, # folder holding one sub-folder per class
                     )->list[Path]:
     "The same number of randomly chosen images from each class."
     found = class_files(path, folders)
-    k = min(len(v) for v in found.values())
+    out = sample_equal(found, seed, n)
+    if verbose:
+        for c, fs in found.items(): print(f'{c}: {len(out) // len(found)} of {len(fs)} images')
+    return out
+
+def sample_equal(by_class:dict, # class -> its items (files, indices: anything sortable)
+                 seed:int=Recipe.seed, # random seed for the choice
+                 n:int|None=None, # items per class; the smallest class' size when None
+                )->list:
+    "The same number of randomly chosen items of each class, class by class, each class' sorted (balance 'equal')."
+    k = min(len(v) for v in by_class.values())
     if n: k = min(k, n)
     rng = random.Random(seed)
-    out = []
-    for c, fs in found.items():
-        out += sorted(rng.sample(fs, k))
-        if verbose: print(f'{c}: {k} of {len(fs)} images')
-    return out
+    return [x for items in by_class.values() for x in sorted(rng.sample(list(items), k))]
 
 def get_class_images(path:Path, # folder holding one sub-folder per class
                      folders:list|None=None, # classes to use; all when None

@@ -190,9 +190,8 @@ def oof_probabilities(X:np.ndarray, # features, one row per photo
 def _balanced_fit(tr:np.ndarray, labels:np.ndarray, balance:str, seed:int)->np.ndarray:
     "The fit folds' photos a recipe trains on: all of them, or with balance 'equal' the same number of each class (seeded)."
     if balance != 'equal': return tr
-    rng, present = np.random.default_rng(seed), np.unique(labels[tr])
-    n = min(int((labels[tr] == c).sum()) for c in present)
-    return np.concatenate([rng.permutation(tr[labels[tr] == c])[:n] for c in present])
+    from cloud_classifier.data import sample_equal
+    return np.array(sample_equal({c: tr[labels[tr] == c].tolist() for c in np.unique(labels[tr])}, seed))
 
 def finetuned_oof_probabilities(files:list, # image files, one per photo
                                 labels:np.ndarray, # class index per photo
