@@ -14,7 +14,7 @@ Rankings: `ours` (cloud_classifier.rank: out-of-fold logistic regression on the 
 with cleanlab), `random` (a floor), `loss` (fastai's ordering: the default recipe trained once on the noisy labels,
 every photo ranked by its loss under it, as `ImageClassifierCleaner` does: ~8+ minutes a run on a 2-core CPU),
 `ours-model` (ours on the features of that same trained model's body, as `review MODEL DATA` and the cleaner rank once a
-model exists; it shares (a)'s training).
+model exists; it shares (a)'s training), `blend` (each photo's place in ours and in (a)'s order averaged; shares (a)'s training).
 For each: precision and recall of the truly wrong labels in the first 5/10/20% of the queue, and the compute time.
 
 End-to-end (`--end-to-end`): a test part (20%, stratified) is split off and never flipped; noise goes on the rest.
@@ -98,6 +98,11 @@ def fold_recipe(args):
     epochs = dict(zip(('epochs_frozen', 'epochs'), args.fold_epochs)) if args.fold_epochs else {}
     return Recipe(arch=args.arch, weights=args.weights, size=args.fold_size or args.size, bs=args.bs, **epochs)
 
+def blend(*orders):
+    "One queue from several: each photo by its mean place in `orders` (ties by the first order)."
+    place = np.mean([np.argsort(o) for o in orders], axis=0)
+    return np.lexsort((np.argsort(orders[0]), place))
+
 def symlink_set(root:Path, recs, labels, classes, idx):
     "A folder-per-class set of symlinks filing photo `i` under `classes[labels[i]]`, for `i` in `idx`."
     for c in classes: (root/c).mkdir(parents=True, exist_ok=True)
@@ -174,7 +179,9 @@ def detection(args, save=lambda res: None):
                 else:
                     if not model:
                         with tempfile.TemporaryDirectory() as tmp: model['loss'], model['learn'] = rank_loss(recs, yn, classes, args, Path(tmp))
-                    order = model['loss'] if ranking == 'loss' else model_probe_order(model['learn'], recs, yn, groups, K, seed, args)
+                    if ranking == 'loss': order = model['loss']
+                    elif ranking == 'ours-model': order = model_probe_order(model['learn'], recs, yn, groups, K, seed, args)
+                    else: order = blend(rank_ours(X, yn, groups, K, seed, args.C)[0], model['loss'])
                 secs = time.time() - t
                 r = dict(setting=setting, seed=seed, ranking=ranking + ('-finetune' if ranking == 'ours' and args.oof == 'finetune' else ''), wrong=int(wrong.sum()), seconds=round(secs, 1),
                          **{k: round(float(v), 3) for k, v in scores(order, wrong).items()})
@@ -208,18 +215,21 @@ def end_to_end(args, save=lambda res: None):
             yn = y.copy(); yn[tr] = noisy_labels(setting, y[tr], K, seed, conf)
             wrong = (yn != y)[tr]
             # with the recipe as trainer, the noisy training is the very model fastai's ordering ranks by
-            e_noisy, loss_order = err(yn, rank=args.trainer == 'recipe' and 'loss' in args.rankings)
+            e_noisy, loss_order = err(yn, rank=args.trainer == 'recipe' and bool({'loss', 'blend'} & set(args.rankings)))
             e_clean = err(y)[0]
             r = dict(setting=setting, seed=seed, trainer=args.trainer, noisy=round(e_noisy, 4), clean=round(e_clean, 4))
+            at = {int(i): k for k, i in enumerate(tr)}  # detection on the training part, as in the ranking table
             for ranking in args.rankings:
                 if ranking == 'ours': order = tr[rank_ours(X[tr], yn[tr], groups[tr], K, seed, args.C, [recs[i].path for i in tr], fold_recipe(args))[0]]
                 elif ranking == 'random': order = np.random.default_rng(seed + 100).permutation(tr)
-                elif ranking == 'loss':
-                    if loss_order is not None: order = loss_order
-                    else:
+                elif ranking in ('loss', 'blend'):
+                    if loss_order is None:
                         with tempfile.TemporaryDirectory() as tmp:
-                            order = tr[rank_loss([recs[i] for i in tr], yn[tr], classes, args, Path(tmp))]
-                at = {int(i): k for k, i in enumerate(tr)}  # detection on the training part, as in the ranking table
+                            loss_order = tr[rank_loss([recs[i] for i in tr], yn[tr], classes, args, Path(tmp))[0]]
+                    order = loss_order
+                    if ranking == 'blend':
+                        ours = rank_ours(X[tr], yn[tr], groups[tr], K, seed, args.C)[0]
+                        order = tr[blend(ours, np.array([at[int(i)] for i in loss_order]))]
                 r[f'{ranking}_found'] = {k: round(float(v), 3) for k, v in scores(np.array([at[int(i)] for i in order]), wrong).items()}
                 seen = order[:int(round(0.1*len(tr)))]
                 fixed = yn.copy(); fixed[seen] = y[seen]  # the reviewer fixes the wrong labels it sees, nothing else
@@ -260,7 +270,7 @@ def table(rows):
     "Markdown: mean (min-max over seeds) of recall and precision in the first 5/10/20%, per setting and ranking."
     out = ['| noise | ranking | seeds | recall 5% | recall 10% | recall 20% | precision 5% | precision 10% | precision 20% | seconds |',
            '|---|---|---|---|---|---|---|---|---|---|']
-    keys = sorted({(r['setting'], r['ranking']) for r in rows}, key=lambda k: (k[0], ['ours', 'ours-finetune', 'loss', 'random'].index(k[1])))
+    keys = sorted({(r['setting'], r['ranking']) for r in rows}, key=lambda k: (k[0], ['ours', 'ours-finetune', 'ours-model', 'blend', 'loss', 'random'].index(k[1])))
     for setting, ranking in keys:
         rs = [r for r in rows if (r['setting'], r['ranking']) == (setting, ranking)]
         cell = lambda k: f"{np.mean([r[k] for r in rs]):.2f}" + (f" ({min(r[k] for r in rs):.2f}-{max(r[k] for r in rs):.2f})" if len(rs) > 1 else '')
@@ -273,8 +283,8 @@ def main():
     p.add_argument('--data', type=Path, default=GCD, help='the clean folder-per-class set (never modified)')
     p.add_argument('--settings', nargs='+', default=['uniform10', 'uniform20', 'structured20'])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--rankings', nargs='+', default=['ours', 'random'], choices=['ours', 'random', 'loss', 'ours-model'],
-                   help="loss: (a), fastai's order; ours-model: ours on the features of the model (a) trains, as `review MODEL DATA` ranks")
+    p.add_argument('--rankings', nargs='+', default=['ours', 'random'], choices=['ours', 'random', 'loss', 'ours-model', 'blend'],
+                   help="loss: (a), fastai's order; ours-model: ours on the features of the model (a) trains, as `review MODEL DATA` ranks; blend: ours and (a) by mean place")
     p.add_argument('--arch', default='mobilenet_v2')
     p.add_argument('--weights', default=str(WEIGHTS))
     p.add_argument('--size', type=int, default=224)
