@@ -31,7 +31,7 @@ probe on the cached features instead (seconds; a proxy, reported as such).
 import argparse, json, os, platform, sys, tempfile, time
 from pathlib import Path
 import numpy as np
-from cloud_classifier.rank import pretrained_body, learner_body, photo_features, cached_features, oof_probabilities, finetuned_oof_probabilities, label_queue
+from cloud_classifier.rank import pretrained_body, learner_body, photo_features, cached_features, oof_probabilities, finetuned_oof_probabilities, label_queue, conflict_groups
 
 SHARED = Path(__file__).resolve().parents[1].parent/'shared'
 GCD = Path(os.environ.get('CLOUD_CLASSIFIER_GCD', '/work/shared/data/gcd'))
@@ -85,11 +85,8 @@ def rank_ours(X, yn, groups, K, seed, C, files=None, recipe=None):
     "Queue order (indices) of the out-of-fold ranking, conflicting duplicate groups first; fine-tuned folds when given `recipe`."
     if recipe is None: P = oof_probabilities(X, yn, groups, C=C, seed=seed, n_classes=K)
     else: P = finetuned_oof_probabilities(files, yn, groups, seed=seed, n_classes=K, recipe=recipe)
-    conflicts = {}
-    for i, g in enumerate(groups): conflicts.setdefault(g, []).append(i)
-    conflicts = [g for g in conflicts.values() if len({int(yn[i]) for i in g}) > 1]
     names = [str(i) for i in range(len(yn))]
-    return np.array([int(r['file']) for r in label_queue(names, yn, P, [str(k) for k in range(K)], conflicts)]), P
+    return np.array([int(r['file']) for r in label_queue(names, yn, P, [str(k) for k in range(K)], conflict_groups(groups, yn))]), P
 
 def fold_recipe(args):
     "The recipe each fold trains with `--oof finetune`; None for the probe."

@@ -21,7 +21,7 @@ RANKINGS = ('oof', 'loss')  # out-of-fold label quality, most likely wrong first
 # %% auto #0
 __all__ = ['OOF_MODELS', 'RANKINGS', 'IMAGENET_STATS', 'NO_NORM', 'QUEUE_COLUMNS', 'UNREADABLE', 'Body', 'pretrained_body',
            'model_body', 'learner_body', 'photo_features', 'feature_cache', 'cached_features', 'fold_splits',
-           'oof_probabilities', 'finetuned_oof_probabilities', 'label_queue', 'rank_folder']
+           'oof_probabilities', 'finetuned_oof_probabilities', 'conflict_groups', 'label_queue', 'rank_folder']
 
 # %% ../nbs/40_rank.ipynb #843b3830
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -246,6 +246,14 @@ def _conflict_rows(conflicts, labels, P, classes, names)->dict:
             out[i] = (classes[likelier], f'duplicate conflict with {names[j]} ({classes[labels[j]]})')
     return out
 
+def conflict_groups(groups:np.ndarray, # group id per photo (near-duplicates share one)
+                    labels:np.ndarray, # class index per photo
+                   )->list[list[int]]:
+    "The index lists of the near-duplicate groups whose photos carry more than one label: at least one label is wrong."
+    members = {}
+    for i, g in enumerate(np.asarray(groups).tolist()): members.setdefault(g, []).append(i)
+    return [m for m in members.values() if len({int(labels[i]) for i in m}) > 1]
+
 def label_queue(names:list, # each photo's name in the queue (e.g. its path relative to the data folder)
                 labels:np.ndarray, # class index per photo
                 P:np.ndarray, # out-of-fold probabilities, from `oof_probabilities`
@@ -318,12 +326,9 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
         recs, X = [r for r, o in zip(recs, ok) if o], X[ok]
     labels = np.array([names.index(r.cls) for r in recs])
     idx = {str(r.path): i for i, r in enumerate(recs)}
-    groups, conflicts = np.arange(len(recs)), []
-    for g in find_duplicates(data, records=recs):
-        members = [idx[str(r.path)] for r in g.files]
-        groups[members] = members[0]
-        if len({int(labels[i]) for i in members}) > 1: conflicts.append(members)
+    groups = np.arange(len(recs))
+    for g in find_duplicates(data, records=recs): groups[[idx[str(r.path)] for r in g.files]] = idx[str(g.files[0].path)]
     rel = [r.path.relative_to(data).as_posix() for r in recs]
     if oof == 'probe': P = oof_probabilities(X, labels, groups, folds, C, seed, n_classes=len(names))
     else: P = finetuned_oof_probabilities([r.path for r in recs], labels, groups, folds, seed, len(names), recipe)
-    return bad + label_queue(rel, labels, P, names, conflicts)
+    return bad + label_queue(rel, labels, P, names, conflict_groups(groups, labels))
