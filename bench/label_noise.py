@@ -31,7 +31,7 @@ probe on the cached features instead (seconds; a proxy, reported as such).
 import argparse, json, os, platform, sys, tempfile, time
 from pathlib import Path
 import numpy as np
-from cloud_classifier.rank import pretrained_body, learner_body, photo_features, cached_features, oof_probabilities, finetuned_oof_probabilities, label_queue, conflict_groups
+from cloud_classifier.rank import pretrained_body, learner_body, photo_features, cached_features, oof_probabilities, finetuned_oof_probabilities, label_queue, conflict_groups, duplicate_group_ids
 
 SHARED = Path(__file__).resolve().parents[1].parent/'shared'
 GCD = Path(os.environ.get('CLOUD_CLASSIFIER_GCD', '/work/shared/data/gcd'))
@@ -41,14 +41,10 @@ SHARES = (0.05, 0.10, 0.20)
 
 def load_set(data:Path):
     "(files, labels, classes, groups): every photo of a folder-per-class set, and its near-duplicate group id."
-    from cloud_classifier.dedupe import image_records, find_duplicates
+    from cloud_classifier.dedupe import image_records
     recs = sorted((r for r in image_records(data) if len(r.path.relative_to(data).parts) == 2), key=lambda r: str(r.path))
     classes = sorted({r.cls for r in recs})
-    idx = {str(r.path): i for i, r in enumerate(recs)}
-    groups = np.arange(len(recs))
-    for g in find_duplicates(data, records=recs):
-        for r in g.files: groups[idx[str(r.path)]] = idx[str(g.files[0].path)]
-    return recs, np.array([classes.index(r.cls) for r in recs]), classes, groups
+    return recs, np.array([classes.index(r.cls) for r in recs]), classes, duplicate_group_ids(data, recs)
 
 def flip_uniform(y, share, K, rng):
     "Labels with `share` of them moved to another class, uniformly."

@@ -21,7 +21,8 @@ RANKINGS = ('oof', 'loss')  # out-of-fold label quality, most likely wrong first
 # %% auto #0
 __all__ = ['OOF_MODELS', 'RANKINGS', 'IMAGENET_STATS', 'NO_NORM', 'QUEUE_COLUMNS', 'UNREADABLE', 'Body', 'pretrained_body',
            'model_body', 'learner_body', 'photo_features', 'feature_cache', 'cached_features', 'fold_splits',
-           'oof_probabilities', 'finetuned_oof_probabilities', 'conflict_groups', 'label_queue', 'rank_folder']
+           'oof_probabilities', 'finetuned_oof_probabilities', 'duplicate_group_ids', 'conflict_groups', 'label_queue',
+           'rank_folder']
 
 # %% ../nbs/40_rank.ipynb #843b3830
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -246,6 +247,16 @@ def _conflict_rows(conflicts, labels, P, classes, names)->dict:
             out[i] = (classes[likelier], f'duplicate conflict with {names[j]} ({classes[labels[j]]})')
     return out
 
+def duplicate_group_ids(data:Path, # the folder `recs` come from
+                        recs:list, # `dedupe.image_records` of the photos to group
+                       )->np.ndarray:
+    "A group id per record: the index of the first member of its near-duplicate group (its own index when it has none)."
+    from cloud_classifier.dedupe import find_duplicates
+    idx = {str(r.path): i for i, r in enumerate(recs)}
+    groups = np.arange(len(recs))
+    for g in find_duplicates(data, records=recs): groups[[idx[str(r.path)] for r in g.files]] = idx[str(g.files[0].path)]
+    return groups
+
 def conflict_groups(groups:np.ndarray, # group id per photo (near-duplicates share one)
                     labels:np.ndarray, # class index per photo
                    )->list[list[int]]:
@@ -299,7 +310,7 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
                 records:list|None=None, # `dedupe.image_records(data)`, when the caller has made them already
                )->list[dict]:
     "The review queue (`QUEUE_COLUMNS`) of `data`'s photos, most likely wrong label first."
-    from cloud_classifier.dedupe import image_records, find_duplicates
+    from cloud_classifier.dedupe import image_records
     from cloud_classifier.data import list_classes
     check(oof in OOF_MODELS, f"unknown out-of-fold model {oof!r}: use one of {', '.join(OOF_MODELS)}")
     if oof == 'auto':
@@ -325,9 +336,7 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
                      reason=UNREADABLE) for r, o in zip(recs, ok) if not o]
         recs, X = [r for r, o in zip(recs, ok) if o], X[ok]
     labels = np.array([names.index(r.cls) for r in recs])
-    idx = {str(r.path): i for i, r in enumerate(recs)}
-    groups = np.arange(len(recs))
-    for g in find_duplicates(data, records=recs): groups[[idx[str(r.path)] for r in g.files]] = idx[str(g.files[0].path)]
+    groups = duplicate_group_ids(data, recs)
     rel = [r.path.relative_to(data).as_posix() for r in recs]
     if oof == 'probe': P = oof_probabilities(X, labels, groups, folds, C, seed, n_classes=len(names))
     else: P = finetuned_oof_probabilities([r.path for r in recs], labels, groups, folds, seed, len(names), recipe)
