@@ -11,7 +11,7 @@ probability proportional to how often c is confused, and gets class j with proba
 trained model.
 
 Rankings: `ours` (cloud_classifier.rank: out-of-fold logistic regression on the frozen body's pooled features, scored
-with cleanlab), `random` (a floor), `loss` (fastai's ordering: the default recipe trained once on the noisy labels,
+with cleanlab; `--oof finetune` fine-tunes the recipe per fold instead, `--oof both` averages the two), `random` (a floor), `loss` (fastai's ordering: the default recipe trained once on the noisy labels,
 every photo ranked by its loss under it, as `ImageClassifierCleaner` does: ~8+ minutes a run on a 2-core CPU),
 `ours-model` (ours on the features of that same trained model's body, as `review MODEL DATA` and the cleaner rank once a
 model exists; it shares (a)'s training), `blend` (each photo's place in ours and in (a)'s order averaged; shares (a)'s training).
@@ -26,6 +26,8 @@ probe on the cached features instead (seconds; a proxy, reported as such).
   python bench/label_noise.py --settings uniform10 uniform20 structured20 --seeds 0 1 2 --rankings ours random
   python bench/label_noise.py --settings uniform10 --seeds 0 --rankings loss          # one default training run
   python bench/label_noise.py --end-to-end --trainer probe --rankings ours random
+  python bench/label_noise.py --settings uniform10 --seeds 0 --oof finetune --probs probs   # five default trainings
+  python bench/label_noise.py --combine probs/uniform10_s0_probe.npz probs/uniform10_s0_finetune.npz  # what --oof both ranks by
   python bench/label_noise.py --ccsn                                                  # CCSN's identical-photo conflicts
 """
 import argparse, json, os, platform, sys, tempfile, time
@@ -77,17 +79,22 @@ def scores(order, wrong):
         out[f'p{int(s*100)}'], out[f'r{int(s*100)}'] = hit / n, hit / wrong.sum()
     return out
 
-def rank_ours(X, yn, groups, K, seed, C, files=None, recipe=None):
-    "Queue order (indices) of the out-of-fold ranking, conflicting duplicate groups first; fine-tuned folds when given `recipe`."
-    if recipe is None: P = oof_probabilities(X, yn, groups, C=C, seed=seed, n_classes=K)
-    else: P = finetuned_oof_probabilities(files, yn, groups, seed=seed, n_classes=K, recipe=recipe)
+def rank_ours(X, yn, groups, K, seed, C, files=None, recipe=None, oof='probe'):
+    "Queue order (indices) of the out-of-fold ranking, conflicting duplicate groups first, and its probabilities; `oof` as `rank_folder` takes it."
+    Ps = []  # the same folds for both
+    if oof != 'finetune': Ps.append(oof_probabilities(X, yn, groups, C=C, seed=seed, n_classes=K))
+    if oof != 'probe': Ps.append(finetuned_oof_probabilities(files, yn, groups, seed=seed, n_classes=K, recipe=recipe))
+    return queue_order(np.mean(Ps, axis=0), yn, groups, K)
+
+def queue_order(P, yn, groups, K):
+    "Queue order (indices) under out-of-fold probabilities `P`, conflicting duplicate groups first, and `P`."
     names = [str(i) for i in range(len(yn))]
     return np.array([int(r['file']) for r in label_queue(names, yn, P, [str(k) for k in range(K)], conflict_groups(groups, yn))]), P
 
 def fold_recipe(args):
     "The recipe each fold trains with `--oof finetune`; None for the probe."
     from cloud_classifier.core import Recipe
-    if args.oof != 'finetune': return None
+    if args.oof == 'probe': return None
     epochs = dict(zip(('epochs_frozen', 'epochs'), args.fold_epochs)) if args.fold_epochs else {}
     return Recipe(arch=args.arch, weights=args.weights, size=args.fold_size or args.size, bs=args.bs, **epochs)
 
@@ -167,7 +174,9 @@ def detection(args, save=lambda res: None):
             model = {}  # the recipe trained once on these labels: (a) ranks by its loss, ours-model by its body's features
             for ranking in args.rankings:
                 t = time.time()
-                if ranking == 'ours': order = rank_ours(X, yn, groups, K, seed, args.C, [r.path for r in recs], fold_recipe(args))[0]
+                if ranking == 'ours':
+                    order, P = rank_ours(X, yn, groups, K, seed, args.C, [r.path for r in recs], fold_recipe(args), args.oof)
+                    if args.probs: args.probs.mkdir(parents=True, exist_ok=True); np.savez(args.probs/f'{setting}_s{seed}_{args.oof}.npz', P=P, y=y, yn=yn, groups=groups)
                 elif ranking == 'random': order = np.random.default_rng(seed + 100).permutation(len(y))
                 else:
                     if not model:
@@ -176,7 +185,7 @@ def detection(args, save=lambda res: None):
                     elif ranking == 'ours-model': order = model_probe_order(model['learn'], recs, yn, groups, K, seed, args)
                     else: order = blend(rank_ours(X, yn, groups, K, seed, args.C)[0], model['loss'])
                 secs = time.time() - t
-                r = dict(setting=setting, seed=seed, ranking=ranking + ('-finetune' if ranking == 'ours' and args.oof == 'finetune' else ''), wrong=int(wrong.sum()), seconds=round(secs, 1),
+                r = dict(setting=setting, seed=seed, ranking=ranking + (f'-{args.oof}' if ranking == 'ours' and args.oof != 'probe' else ''), wrong=int(wrong.sum()), seconds=round(secs, 1),
                          **{k: round(float(v), 3) for k, v in scores(order, wrong).items()})
                 rows.append(r); print(json.dumps(r), flush=True); save(dict(rows=rows, feature_seconds=round(t_feat, 1)))
     return dict(rows=rows, feature_seconds=round(t_feat, 1))
@@ -213,7 +222,7 @@ def end_to_end(args, save=lambda res: None):
             r = dict(setting=setting, seed=seed, trainer=args.trainer, noisy=round(e_noisy, 4), clean=round(e_clean, 4))
             at = {int(i): k for k, i in enumerate(tr)}  # detection on the training part, as in the ranking table
             for ranking in args.rankings:
-                if ranking == 'ours': order = tr[rank_ours(X[tr], yn[tr], groups[tr], K, seed, args.C, [recs[i].path for i in tr], fold_recipe(args))[0]]
+                if ranking == 'ours': order = tr[rank_ours(X[tr], yn[tr], groups[tr], K, seed, args.C, [recs[i].path for i in tr], fold_recipe(args), args.oof)[0]]
                 elif ranking == 'random': order = np.random.default_rng(seed + 100).permutation(tr)
                 elif ranking in ('loss', 'blend'):
                     if loss_order is None:
@@ -259,11 +268,19 @@ def ccsn(args):
     print(json.dumps(out), flush=True)
     return out
 
+def combine(files):
+    "Recall and precision in the first 5/10/20% of the queue under the mean of saved out-of-fold probabilities (same photos, labels and folds)."
+    runs = [np.load(f) for f in files]
+    y, yn, groups = runs[0]['y'], runs[0]['yn'], runs[0]['groups']
+    if any((r['yn'] != yn).any() for r in runs): raise SystemExit('these files hold different noisy labels: give runs of one setting and seed')
+    order = queue_order(np.mean([r['P'] for r in runs], axis=0), yn, groups, runs[0]['P'].shape[1])[0]
+    return dict(files=[str(f) for f in files], **{k: round(float(v), 3) for k, v in scores(order, yn != y).items()})
+
 def table(rows):
     "Markdown: mean (min-max over seeds) of recall and precision in the first 5/10/20%, per setting and ranking."
     out = ['| noise | ranking | seeds | recall 5% | recall 10% | recall 20% | precision 5% | precision 10% | precision 20% | seconds |',
            '|---|---|---|---|---|---|---|---|---|---|']
-    keys = sorted({(r['setting'], r['ranking']) for r in rows}, key=lambda k: (k[0], ['ours', 'ours-finetune', 'ours-model', 'blend', 'loss', 'random'].index(k[1])))
+    keys = sorted({(r['setting'], r['ranking']) for r in rows}, key=lambda k: (k[0], ['ours', 'ours-finetune', 'ours-both', 'ours-model', 'blend', 'loss', 'random'].index(k[1])))
     for setting, ranking in keys:
         rs = [r for r in rows if (r['setting'], r['ranking']) == (setting, ranking)]
         cell = lambda k: f"{np.mean([r[k] for r in rs]):.2f}" + (f" ({min(r[k] for r in rs):.2f}-{max(r[k] for r in rs):.2f})" if len(rs) > 1 else '')
@@ -282,7 +299,7 @@ def main():
     p.add_argument('--weights', default=str(WEIGHTS))
     p.add_argument('--size', type=int, default=224)
     p.add_argument('--bs', type=int, default=32)
-    p.add_argument('--oof', choices=['probe', 'finetune'], default='probe', help="ours: the probe on frozen features, or the default recipe fine-tuned per fold (5 trainings)")
+    p.add_argument('--oof', choices=['probe', 'finetune', 'both'], default='probe', help="ours: the probe on frozen features, the default recipe fine-tuned per fold (5 trainings), or both averaged")
     p.add_argument('--fold-epochs', type=int, nargs=2, metavar=('FROZEN', 'UNFROZEN'), help="with --oof finetune: each fold's epochs (the recipe's 2 5 when not given)")
     p.add_argument('--fold-size', type=int, help='with --oof finetune: image side of the fold trainings (--size when not given)')
     p.add_argument('--C', type=float, default=0.002, help="the ranking's logistic regression")
@@ -295,8 +312,11 @@ def main():
     p.add_argument('--ccsn', action='store_true', help="rank CCSN and count its identical-photo conflicts in the first 5%%")
     p.add_argument('--ccsn-data', type=Path, default=CCSN)
     p.add_argument('--json', type=Path, help='also write the results here')
+    p.add_argument('--probs', type=Path, help="also save ours' out-of-fold probabilities (with the true and noisy labels) here, one .npz per setting and seed")
+    p.add_argument('--combine', type=Path, nargs='+', help="print the recall and precision of the mean of these --probs files' probabilities (one setting and seed, e.g. a probe run and a finetune run: what --oof both ranks by), and stop")
     p.add_argument('--table', type=Path, nargs='+', help='print the markdown table of these --json result files, and stop')
     args = p.parse_args()
+    if args.combine: return print(json.dumps(combine(args.combine)))
     if args.table: return print(table([r for f in args.table for r in json.loads(f.read_text())['rows']]))
     if not args.data.is_dir(): raise SystemExit(f'{args.data} is not there: give --data or CLOUD_CLASSIFIER_GCD')
     meta = dict(command=' '.join(sys.argv), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),

@@ -311,7 +311,7 @@ def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with
            bs:int=64, # batch size
            check_hash:bool=True, # refuse a model whose sha256 differs from its model card's
            rank:str='oof', # 'oof': most likely wrong label first (`cloud_classifier.rank`); 'loss': the model's highest loss first
-           oof:str='auto', # 'probe' (frozen features), 'finetune' (the recipe per fold, without a model) or 'auto' (finetune on a CUDA GPU)
+           oof:str='auto', # 'probe' (frozen features), 'finetune' (the recipe per fold, without a model), 'both' (the two averaged) or 'auto' (both on a CUDA GPU)
            recipe:Recipe|None=None, # without a model: the pretrained body's arch, weights and size, and with finetune what each fold trains; `Recipe()` when None
           )->list[dict]:
     "Write a review CSV (action preset to keep) and its HTML contact sheet, most likely wrong label first (or highest loss); files that are no photos are left out and named on stderr."

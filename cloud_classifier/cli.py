@@ -361,9 +361,9 @@ def _interrupted_note(data:Path):
          arg('--arch', default=Recipe.arch, help='without a model: torchvision architecture whose pretrained body ranks the photos'),
          arg('--weights', default=Recipe.weights, help="without a model: 'imagenet' (torchvision download) or a local state-dict file (offline)"),
          arg('--size', type=int, at_least=1, default=Recipe.size, help='without a model: image side the body sees'),
-         arg('--oof', choices=OOF_MODELS, default='auto', help="what predicts each held-out fold: probe (a logistic regression on the body's features, seconds on a CPU), finetune (the recipe fine-tuned per fold, without a model; for a GPU), auto (finetune on a CUDA GPU, else probe)"),
-         arg('--epochs-frozen', type=int, at_least=0, default=Recipe.epochs_frozen, help='with --oof finetune: epochs of each fold with the body frozen'),
-         arg('--epochs', type=int, at_least=0, default=Recipe.epochs, help='with --oof finetune: epochs of each fold after unfreezing'),
+         arg('--oof', choices=OOF_MODELS, default='auto', help="what predicts each held-out fold: probe (a logistic regression on the body's features, seconds on a CPU), finetune (the recipe fine-tuned per fold, without a model; for a GPU), both (the two averaged; for a GPU), auto (both on a CUDA GPU, else probe)"),
+         arg('--epochs-frozen', type=int, at_least=0, default=Recipe.epochs_frozen, help='with --oof finetune or both: epochs of each fold with the body frozen'),
+         arg('--epochs', type=int, at_least=0, default=Recipe.epochs, help='with --oof finetune or both: epochs of each fold after unfreezing'),
          arg('--bs', type=int, at_least=1, default=defaults.bs, help='batch size'),
          arg('--no-hash-check', action='store_true', help="load even if the file does not match its model card's sha256"),
          epilog='Then set action to keep, delete, accept (the suggested label), a class or new:NAME, and run: cloud-classifier clean DATA --apply review.csv')

@@ -15,7 +15,7 @@ from .genera import class_name
 from .images import file_sha256, open_image, BadImage
 from .files import atomic_write
 
-OOF_MODELS = ('auto', 'probe', 'finetune')  # what predicts each fold: auto is finetune on a CUDA GPU without a model, else probe
+OOF_MODELS = ('auto', 'probe', 'finetune', 'both')  # what predicts each fold: both averages the probe's and the fine-tuned folds' probabilities; auto is both on a CUDA GPU without a model, else probe
 RANKINGS = ('oof', 'loss')  # out-of-fold label quality, most likely wrong first; or the model's own loss, as fastai's cleaner orders
 
 # %% auto #0
@@ -300,7 +300,7 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
                 body:Body|None=None, # or a body already made (e.g. `learner_body(learn)`)
                 recipe:Recipe|None=None, # without a model or body: the pretrained body is the recipe's arch, weights and size, and with finetune each fold trains this recipe; `Recipe()` when None
                 folds:int=5, # out-of-fold splits
-                oof:str='auto', # 'probe': a logistic regression on the body's features; 'finetune': the recipe fine-tuned per fold; 'auto': finetune on a CUDA GPU without a model or body
+                oof:str='auto', # 'probe': a logistic regression on the body's features; 'finetune': the recipe fine-tuned per fold; 'both': their probabilities averaged; 'auto': both on a CUDA GPU without a model or body
                 C:float=0.002, # inverse L2 strength of the logistic regression
                 seed:int=0, # shuffles the folds
                 bs:int=32, # photos per batch
@@ -315,7 +315,7 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
     check(oof in OOF_MODELS, f"unknown out-of-fold model {oof!r}: use one of {', '.join(OOF_MODELS)}")
     if oof == 'auto':
         import torch
-        oof = 'finetune' if torch.cuda.is_available() and model is None and body is None else 'probe'
+        oof = 'both' if torch.cuda.is_available() and model is None and body is None else 'probe'
     check(oof == 'probe' or (model is None and body is None), "fine-tuned folds start from the pretrained weights: give --weights, not a model")
     data = Path(data).resolve()
     check(data.is_dir(), f'data folder {data} does not exist: give the folder that holds one sub-folder per class')
@@ -327,7 +327,7 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
     bad = [dict(file=Path(f).relative_to(data).as_posix(), label=listed[f], suggested='delete', probability=1.0, score=0.0,
                 reason=UNREADABLE) for f in unread]
     recipe = recipe or Recipe()
-    if oof == 'probe':
+    if oof != 'finetune':
         body = body or (model_body(model, check_hash) if model else pretrained_body(recipe.arch, recipe.weights, recipe.size))
         if cache is True: cache = feature_cache()
         X = cached_features(body, [r.path for r in recs], cache or None, [r.sha256 for r in recs], bs)
@@ -338,6 +338,8 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
     labels = np.array([names.index(r.cls) for r in recs])
     groups = duplicate_group_ids(data, recs)
     rel = [r.path.relative_to(data).as_posix() for r in recs]
-    if oof == 'probe': P = oof_probabilities(X, labels, groups, folds, C, seed, n_classes=len(names))
-    else: P = finetuned_oof_probabilities([r.path for r in recs], labels, groups, folds, seed, len(names), recipe)
+    Ps = []  # the same folds for both models
+    if oof != 'finetune': Ps.append(oof_probabilities(X, labels, groups, folds, C, seed, n_classes=len(names)))
+    if oof != 'probe': Ps.append(finetuned_oof_probabilities([r.path for r in recs], labels, groups, folds, seed, len(names), recipe))
+    P = np.mean(Ps, axis=0)
     return bad + label_queue(rel, labels, P, names, conflict_groups(groups, labels))

@@ -90,7 +90,7 @@ def test_loss_ranking_needs_a_model_and_accept_needs_a_suggestion(tmp_path, weig
     assert r.returncode == 2 and 'pretrained body' in r.stderr and r.stderr.count('\n') == 1, r.stderr
 
 def test_review_with_fine_tuned_folds(tmp_path, weights):
-    "`--oof finetune` trains the recipe once per fold (for a GPU; here three small ones on the CPU) and writes the same queue columns."
+    "`--oof finetune` trains the recipe once per fold (for a GPU; here three small ones on the CPU) and writes the same queue columns; `--oof both` averages it with the probe."
     data = flipped_set(tmp_path)
     out = tmp_path/'review.csv'
     r = run_cli('review', data, '--arch', 'mobilenet_v2', '--weights', weights, '--size', 48, '--bs', 8, '--oof', 'finetune', '--epochs-frozen', 1, '--epochs', 1,
@@ -101,6 +101,17 @@ def test_review_with_fine_tuned_folds(tmp_path, weights):
     assert [float(r['score']) for r in rows] == sorted(float(r['score']) for r in rows)  # lowest label quality first
     assert all(r['suggested'] in {'a', 'b', 'c'} and r['reason'] for r in rows)
     assert not any((tmp_path/'features').glob('*.npz'))  # no frozen features were needed
+    scores = {}
+    for oof in ('probe', 'both'):
+        r = run_cli('review', data, '--arch', 'mobilenet_v2', '--weights', weights, '--size', 48, '--bs', 8, '--oof', oof, '--epochs-frozen', 1, '--epochs', 1,
+                    '--out', tmp_path/f'{oof}.csv', '--top', 0)
+        assert r.returncode == 0, r.stderr
+        scores[oof] = {r['file']: float(r['score']) for r in csv.DictReader(open(tmp_path/f'{oof}.csv'))}
+    tuned = {r['file']: float(r['score']) for r in rows}
+    assert scores['both'].keys() == tuned.keys() == scores['probe'].keys()
+    assert max(abs(scores['probe'][f] - tuned[f]) for f in tuned) > 0.01  # two different models, so the average is not either one
+    # both: each photo's probabilities averaged over the probe and the fine-tuned folds, so its label quality too
+    assert all(abs(scores['both'][f] - (scores['probe'][f] + tuned[f]) / 2) < 2e-4 for f in tuned), (scores, tuned)
 
 def test_fine_tuned_folds_refuse_a_model(tmp_path):
     from tiny_model import tiny_model
