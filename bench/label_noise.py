@@ -33,7 +33,7 @@ probe on the cached features instead (seconds; a proxy, reported as such).
 import argparse, json, os, platform, sys, tempfile, time
 from pathlib import Path
 import numpy as np
-from cloud_classifier.rank import pretrained_body, learner_body, photo_features, cached_features, oof_probabilities, finetuned_oof_probabilities, label_queue, conflict_groups, duplicate_group_ids
+from cloud_classifier.rank import pretrained_body, learner_body, photo_features, cached_features, oof_probabilities, oof_predictions, label_queue, conflict_groups, duplicate_group_ids
 
 SHARED = Path(__file__).resolve().parents[1].parent/'shared'
 GCD = Path(os.environ.get('CLOUD_CLASSIFIER_GCD', '/work/shared/data/gcd'))
@@ -81,10 +81,7 @@ def scores(order, wrong):
 
 def rank_ours(X, yn, groups, K, seed, C, files=None, recipe=None, oof='probe'):
     "Queue order (indices) of the out-of-fold ranking, conflicting duplicate groups first, and its probabilities; `oof` as `rank_folder` takes it."
-    Ps = []  # the same folds for both
-    if oof != 'finetune': Ps.append(oof_probabilities(X, yn, groups, C=C, seed=seed, n_classes=K))
-    if oof != 'probe': Ps.append(finetuned_oof_probabilities(files, yn, groups, seed=seed, n_classes=K, recipe=recipe))
-    return queue_order(np.mean(Ps, axis=0), yn, groups, K)
+    return queue_order(oof_predictions(oof, X, files, yn, groups, C=C, seed=seed, n_classes=K, recipe=recipe), yn, groups, K)
 
 def queue_order(P, yn, groups, K):
     "Queue order (indices) under out-of-fold probabilities `P`, conflicting duplicate groups first, and `P`."

@@ -21,8 +21,8 @@ RANKINGS = ('oof', 'loss')  # out-of-fold label quality, most likely wrong first
 # %% auto #0
 __all__ = ['OOF_MODELS', 'RANKINGS', 'IMAGENET_STATS', 'NO_NORM', 'QUEUE_COLUMNS', 'UNREADABLE', 'Body', 'pretrained_body',
            'model_body', 'learner_body', 'photo_features', 'feature_cache', 'cached_features', 'fold_splits',
-           'oof_probabilities', 'finetuned_oof_probabilities', 'duplicate_group_ids', 'conflict_groups', 'label_queue',
-           'rank_folder']
+           'oof_probabilities', 'finetuned_oof_probabilities', 'oof_predictions', 'duplicate_group_ids',
+           'conflict_groups', 'label_queue', 'rank_folder']
 
 # %% ../nbs/40_rank.ipynb #843b3830
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -232,6 +232,24 @@ def finetuned_oof_probabilities(files:list, # image files, one per photo
         P[te] = p.float().numpy()
     return P / P.sum(1, keepdims=True)
 
+def oof_predictions(oof:str, # 'probe', 'finetune' or 'both' (the two averaged)
+                    X:np.ndarray|None, # features, one row per photo, for the probe (None with 'finetune')
+                    files:list, # image files, one per photo, for the fine-tuned folds
+                    labels:np.ndarray, # class index per photo
+                    groups:np.ndarray|None=None, # group id per photo (near-duplicates share one); each its own when None
+                    folds:int=5, # number of folds, the same for both models
+                    C:float=0.002, # inverse L2 strength of the probe's logistic regression
+                    seed:int=0, # shuffles the folds
+                    n_classes:int|None=None, # number of classes; labels.max()+1 when None
+                    recipe:Recipe|None=None, # what each fine-tuned fold trains; `Recipe()` when None
+                   )->np.ndarray:
+    "Each photo's out-of-fold class probabilities from the probe, the fine-tuned folds, or both averaged on the same folds."
+    check(oof in ('probe', 'finetune', 'both'), f"unknown out-of-fold model {oof!r}: use probe, finetune or both")
+    Ps = []
+    if oof != 'finetune': Ps.append(oof_probabilities(X, labels, groups, folds, C, seed, n_classes=n_classes))
+    if oof != 'probe': Ps.append(finetuned_oof_probabilities(files, labels, groups, folds, seed, n_classes, recipe))
+    return np.mean(Ps, axis=0)
+
 
 # %% ../nbs/40_rank.ipynb #c11f123a
 QUEUE_COLUMNS = ['file', 'label', 'suggested', 'probability', 'score', 'reason']
@@ -327,6 +345,7 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
     bad = [dict(file=Path(f).relative_to(data).as_posix(), label=listed[f], suggested='delete', probability=1.0, score=0.0,
                 reason=UNREADABLE) for f in unread]
     recipe = recipe or Recipe()
+    X = None  # the fine-tuned folds need no features
     if oof != 'finetune':
         body = body or (model_body(model, check_hash) if model else pretrained_body(recipe.arch, recipe.weights, recipe.size))
         if cache is True: cache = feature_cache()
@@ -338,8 +357,5 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
     labels = np.array([names.index(r.cls) for r in recs])
     groups = duplicate_group_ids(data, recs)
     rel = [r.path.relative_to(data).as_posix() for r in recs]
-    Ps = []  # the same folds for both models
-    if oof != 'finetune': Ps.append(oof_probabilities(X, labels, groups, folds, C, seed, n_classes=len(names)))
-    if oof != 'probe': Ps.append(finetuned_oof_probabilities([r.path for r in recs], labels, groups, folds, seed, len(names), recipe))
-    P = np.mean(Ps, axis=0)
+    P = oof_predictions(oof, X, [r.path for r in recs], labels, groups, folds, C, seed, len(names), recipe)
     return bad + label_queue(rel, labels, P, names, conflict_groups(groups, labels))
