@@ -33,7 +33,7 @@ probe on the cached features instead (seconds; a proxy, reported as such).
 import argparse, json, os, platform, sys, tempfile, time
 from pathlib import Path
 import numpy as np
-from cloud_classifier.rank import pretrained_body, learner_body, photo_features, cached_features, oof_probabilities, oof_predictions, label_queue, conflict_groups, duplicate_group_ids
+from cloud_classifier.rank import pretrained_body, learner_body, photo_features, cached_features, oof_probabilities, oof_predictions, OOF_MODELS, label_queue, conflict_groups, duplicate_group_ids
 
 SHARED = Path(__file__).resolve().parents[1].parent/'shared'
 GCD = Path(os.environ.get('CLOUD_CLASSIFIER_GCD', '/work/shared/data/gcd'))
@@ -89,7 +89,7 @@ def queue_order(P, yn, groups, K):
     return np.array([int(r['file']) for r in label_queue(names, yn, P, [str(k) for k in range(K)], conflict_groups(groups, yn))]), P
 
 def fold_recipe(args):
-    "The recipe each fold trains with `--oof finetune`; None for the probe."
+    "The recipe each fold trains with `--oof finetune` or `both`; None for the probe alone."
     from cloud_classifier.core import Recipe
     if args.oof == 'probe': return None
     epochs = dict(zip(('epochs_frozen', 'epochs'), args.fold_epochs)) if args.fold_epochs else {}
@@ -296,9 +296,9 @@ def main():
     p.add_argument('--weights', default=str(WEIGHTS))
     p.add_argument('--size', type=int, default=224)
     p.add_argument('--bs', type=int, default=32)
-    p.add_argument('--oof', choices=['probe', 'finetune', 'both'], default='probe', help="ours: the probe on frozen features, the default recipe fine-tuned per fold (5 trainings), or both averaged")
-    p.add_argument('--fold-epochs', type=int, nargs=2, metavar=('FROZEN', 'UNFROZEN'), help="with --oof finetune: each fold's epochs (the recipe's 2 5 when not given)")
-    p.add_argument('--fold-size', type=int, help='with --oof finetune: image side of the fold trainings (--size when not given)')
+    p.add_argument('--oof', choices=[m for m in OOF_MODELS if m != 'auto'], default='probe', help="ours: the probe on frozen features, the default recipe fine-tuned per fold (5 trainings), or both averaged")
+    p.add_argument('--fold-epochs', type=int, nargs=2, metavar=('FROZEN', 'UNFROZEN'), help="with --oof finetune or both: each fold's epochs (the recipe's 2 5 when not given)")
+    p.add_argument('--fold-size', type=int, help='with --oof finetune or both: image side of the fold trainings (--size when not given)')
     p.add_argument('--C', type=float, default=0.002, help="the ranking's logistic regression")
     p.add_argument('--C-train', type=float, default=0.01, help="the probe trainer's logistic regression")
     p.add_argument('--no-flip', action='store_true', help='features of the photo only, not averaged with its mirror image')

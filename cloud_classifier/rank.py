@@ -244,7 +244,8 @@ def oof_predictions(oof:str, # 'probe', 'finetune' or 'both' (the two averaged)
                     recipe:Recipe|None=None, # what each fine-tuned fold trains; `Recipe()` when None
                    )->np.ndarray:
     "Each photo's out-of-fold class probabilities from the probe, the fine-tuned folds, or both averaged on the same folds."
-    check(oof in ('probe', 'finetune', 'both'), f"unknown out-of-fold model {oof!r}: use probe, finetune or both")
+    chosen = [m for m in OOF_MODELS if m != 'auto']  # `rank_folder` resolves auto before it gets here
+    check(oof in chosen, f"unknown out-of-fold model {oof!r}: use {', '.join(chosen)}")
     Ps = []
     if oof != 'finetune': Ps.append(oof_probabilities(X, labels, groups, folds, C, seed, n_classes=n_classes))
     if oof != 'probe': Ps.append(finetuned_oof_probabilities(files, labels, groups, folds, seed, n_classes, recipe))
