@@ -14,8 +14,12 @@ Rankings: `ours` (cloud_classifier.rank: out-of-fold logistic regression on the 
 with cleanlab; `--oof finetune` fine-tunes the recipe per fold instead, `--oof both` averages the two), `random` (a floor), `loss` (fastai's ordering: the default recipe trained once on the noisy labels,
 every photo ranked by its loss under it, as `ImageClassifierCleaner` does: ~8+ minutes a run on a 2-core CPU),
 `ours-model` (ours on the features of that same trained model's body, as `review MODEL DATA` and the cleaner rank once a
-model exists; it shares (a)'s training), `blend` (each photo's place in ours and in (a)'s order averaged; shares (a)'s training).
-For each: precision and recall of the truly wrong labels in the first 5/10/20% of the queue, and the compute time.
+model exists; it shares (a)'s training), `blend` (each photo's place in ours and in (a)'s order averaged; shares (a)'s training),
+`true-labels` (ours' probe fitted out of fold on the true labels, scoring the noisy ones: what ours would find if the
+noise did not disturb its fit, so the gap between `ours` and `true-labels` is what a more noise-robust score could still
+win, and the rest is the limit of the features).
+For each: precision and recall of the truly wrong labels in the first 5/10/20% of the queue, the compute time, and for
+the out-of-fold rankings the error of their predictions against the true labels.
 
 End-to-end (`--end-to-end`): a test part (20%, stratified) is split off and never flipped; noise goes on the rest.
 Error on the test part after training on the noisy labels, on the labels after a simulated reviewer looks at the first
@@ -28,6 +32,7 @@ probe on the cached features instead (seconds; a proxy, reported as such).
   python bench/label_noise.py --end-to-end --trainer probe --rankings ours random
   python bench/label_noise.py --settings uniform10 --seeds 0 --oof finetune --probs probs   # five default trainings
   python bench/label_noise.py --combine probs/uniform10_s0_probe.npz probs/uniform10_s0_finetune.npz  # what --oof both ranks by
+  python bench/label_noise.py --settings uniform10 uniform20 structured20 --rankings ours true-labels
   python bench/label_noise.py --ccsn                                                  # CCSN's identical-photo conflicts
 """
 import argparse, json, os, platform, sys, tempfile, time
@@ -170,10 +175,11 @@ def detection(args, save=lambda res: None):
             yn = noisy_labels(setting, y, K, seed, conf); wrong = yn != y
             model = {}  # the recipe trained once on these labels: (a) ranks by its loss, ours-model by its body's features
             for ranking in args.rankings:
-                t = time.time()
+                t, P = time.time(), None
                 if ranking == 'ours':
                     order, P = rank_ours(X, yn, groups, K, seed, args.C, [r.path for r in recs], fold_recipe(args), args.oof)
                     if args.probs: args.probs.mkdir(parents=True, exist_ok=True); np.savez(args.probs/f'{setting}_s{seed}_{args.oof}.npz', P=P, y=y, yn=yn, groups=groups)
+                elif ranking == 'true-labels': order, P = queue_order(oof_probabilities(X, y, groups, C=args.C, seed=seed, n_classes=K), yn, groups, K)
                 elif ranking == 'random': order = np.random.default_rng(seed + 100).permutation(len(y))
                 else:
                     if not model:
@@ -183,7 +189,7 @@ def detection(args, save=lambda res: None):
                     else: order = blend(rank_ours(X, yn, groups, K, seed, args.C)[0], model['loss'])
                 secs = time.time() - t
                 r = dict(setting=setting, seed=seed, ranking=ranking + (f'-{args.oof}' if ranking == 'ours' and args.oof != 'probe' else ''), wrong=int(wrong.sum()), seconds=round(secs, 1),
-                         **{k: round(float(v), 3) for k, v in scores(order, wrong).items()})
+                         **{k: round(float(v), 3) for k, v in scores(order, wrong).items()}, **({} if P is None else dict(error=round(float((P.argmax(1) != y).mean()), 3))))
                 rows.append(r); print(json.dumps(r), flush=True); save(dict(rows=rows, feature_seconds=round(t_feat, 1)))
     return dict(rows=rows, feature_seconds=round(t_feat, 1))
 
@@ -274,15 +280,16 @@ def combine(files):
     return dict(files=[str(f) for f in files], **{k: round(float(v), 3) for k, v in scores(order, yn != y).items()})
 
 def table(rows):
-    "Markdown: mean (min-max over seeds) of recall and precision in the first 5/10/20%, per setting and ranking."
-    out = ['| noise | ranking | seeds | recall 5% | recall 10% | recall 20% | precision 5% | precision 10% | precision 20% | seconds |',
-           '|---|---|---|---|---|---|---|---|---|---|']
-    keys = sorted({(r['setting'], r['ranking']) for r in rows}, key=lambda k: (k[0], ['ours', 'ours-finetune', 'ours-both', 'ours-model', 'blend', 'loss', 'random'].index(k[1])))
+    "Markdown: mean (min-max over seeds) of recall and precision in the first 5/10/20%, per setting and ranking; the mean error against the true labels where measured."
+    out = ['| noise | ranking | seeds | recall 5% | recall 10% | recall 20% | precision 5% | precision 10% | precision 20% | error | seconds |',
+           '|---|---|---|---|---|---|---|---|---|---|---|']
+    keys = sorted({(r['setting'], r['ranking']) for r in rows}, key=lambda k: (k[0], ['true-labels', 'ours', 'ours-finetune', 'ours-both', 'ours-model', 'blend', 'loss', 'random'].index(k[1])))
     for setting, ranking in keys:
         rs = [r for r in rows if (r['setting'], r['ranking']) == (setting, ranking)]
         cell = lambda k: f"{np.mean([r[k] for r in rs]):.2f}" + (f" ({min(r[k] for r in rs):.2f}-{max(r[k] for r in rs):.2f})" if len(rs) > 1 else '')
+        err = f"{np.mean([r['error'] for r in rs]):.3f}" if all('error' in r for r in rs) else ''
         out.append(f"| {setting} | {ranking} | {len(rs)} | " + ' | '.join(cell(k) for k in ('r5', 'r10', 'r20', 'p5', 'p10', 'p20'))
-                   + f" | {np.mean([r['seconds'] for r in rs]):.0f} |")
+                   + f" | {err} | {np.mean([r['seconds'] for r in rs]):.0f} |")
     return '\n'.join(out)
 
 def main():
@@ -290,8 +297,8 @@ def main():
     p.add_argument('--data', type=Path, default=GCD, help='the clean folder-per-class set (never modified)')
     p.add_argument('--settings', nargs='+', default=['uniform10', 'uniform20', 'structured20'])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--rankings', nargs='+', default=['ours', 'random'], choices=['ours', 'random', 'loss', 'ours-model', 'blend'],
-                   help="loss: (a), fastai's order; ours-model: ours on the features of the model (a) trains, as `review MODEL DATA` ranks; blend: ours and (a) by mean place")
+    p.add_argument('--rankings', nargs='+', default=['ours', 'random'], choices=['ours', 'random', 'loss', 'ours-model', 'blend', 'true-labels'],
+                   help="loss: (a), fastai's order; ours-model: ours on the features of the model (a) trains, as `review MODEL DATA` ranks; blend: ours and (a) by mean place; true-labels: ours' probe fitted on the true labels (a reference, not a queue)")
     p.add_argument('--arch', default='mobilenet_v2')
     p.add_argument('--weights', default=str(WEIGHTS))
     p.add_argument('--size', type=int, default=224)
