@@ -1,0 +1,141 @@
+"""Variants of ours' out-of-fold model beside the default probe, on GCD with labels flipped on purpose (bench/label_noise.py's sets).
+
+Each variant gives out-of-fold class probabilities; the queue is ranked from them exactly as `ours` ranks
+(`label_noise.queue_order`: cleanlab self-confidence, conflicting duplicate groups first). Variants:
+
+- `probe<size>`: the default probe (5-fold logistic regression, C=0.002) on the frozen body's pooled features with the
+  photos resized to that side; `sizes`: those probes' probabilities averaged (`--sizes 224 384`).
+- `svc`: an RBF support-vector classifier (C=1, Platt probabilities) on the same standardised features, averaged with
+  the first probe (`--svc`).
+- `partial`: the MobileNetV2 body's blocks from `--partial CUT` on, plus a linear head, fine-tuned per fold (AdamW,
+  one-cycle, class-balanced sampling, random mirror images) on cached activations of the blocks before CUT, predicting
+  the held-out fold from the photo and its mirror image; reported alone and averaged with the first probe.
+
+For each: recall of the wrong labels in the first 10% (uniform10) or 20% (uniform20, structured20) of the queue, the
+error of the out-of-fold predictions against the true labels, and seconds (features or activations excluded: they are
+computed once per photo and cached).
+
+  python bench/label_noise_variants.py --sizes 224 384 --svc
+  python bench/label_noise_variants.py --settings uniform10 --partial 14 --epochs 8
+"""
+import argparse, copy, hashlib, json, os, platform, sys, time
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from label_noise import GCD, WEIGHTS, load_set, noisy_labels, scores, queue_order
+from cloud_classifier.rank import pretrained_body, cached_features, oof_probabilities, fold_splits, _pixels
+
+COLUMN = dict(uniform10='r10', uniform20='r20', structured20='r20')
+
+def size_features(recs, args, size):
+    "Pooled features of every photo under the pretrained body at `size` (cached by sha256, as `review` caches them)."
+    body = pretrained_body(args.arch, args.weights, size)
+    return cached_features(body, [r.path for r in recs], args.cache, [r.sha256 for r in recs], bs=args.bs)
+
+def oof_svc(X, yn, groups, seed, K):
+    "Out-of-fold probabilities of an RBF SVC on standardised `X`, on the probe's folds."
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+    Xs, P = StandardScaler().fit_transform(X), np.zeros((len(yn), K))
+    for tr, te in fold_splits(yn, groups, 5, seed, K):
+        m = SVC(C=1.0, probability=True, random_state=0).fit(Xs[tr], yn[tr])
+        P[np.ix_(te, m.classes_)] = m.predict_proba(Xs[te])
+    return P
+
+class Partial:
+    "MobileNetV2's blocks from `cut` on plus a linear head, fine-tuned per fold on cached activations of the blocks before `cut`."
+    def __init__(self, recs, args):
+        import torch
+        if args.arch != 'mobilenet_v2': raise SystemExit('--partial cuts MobileNetV2 blocks: give --arch mobilenet_v2')
+        body = pretrained_body(args.arch, args.weights, 224)
+        blocks = body.module[0]  # torchvision's `features`: 19 blocks
+        self.high, self.epochs, self.lr, self.torch = blocks[args.partial:], args.epochs, args.lr, torch
+        key = hashlib.sha256(''.join(r.sha256 for r in recs).encode()).hexdigest()[:12]
+        path = Path(args.cache)/f'{body.key}-cut{args.partial}-{key}.npz'
+        if not path.is_file():
+            mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (body.mean, body.std))
+            A, B = [], []
+            with torch.no_grad():
+                for i in range(0, len(recs), args.bs):
+                    x = (torch.from_numpy(np.stack([_pixels(r.path, body.size) for r in recs[i:i+args.bs]])).permute(0, 3, 1, 2) - mean) / std
+                    A.append(blocks[:args.partial](x).half().numpy()); B.append(blocks[:args.partial](x.flip(3)).half().numpy())
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix('.tmp.npz'); np.savez(tmp, A=np.concatenate(A), B=np.concatenate(B)); os.replace(tmp, path)
+        d = np.load(path)
+        self.A, self.B = torch.from_numpy(d['A']).float(), torch.from_numpy(d['B']).float()
+
+    def fit(self, tr, yn, seed, K):
+        torch, nn = self.torch, self.torch.nn
+        torch.manual_seed(seed)
+        m = nn.Sequential(copy.deepcopy(self.high), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.25), nn.Linear(1280, K))
+        lrs = [self.lr, self.lr*10]
+        opt = torch.optim.AdamW([{'params': m[0].parameters(), 'lr': lrs[0]}, {'params': m[4].parameters(), 'lr': lrs[1]}], weight_decay=0.01)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lrs, total_steps=self.epochs * ((len(tr) + 63) // 64), pct_start=0.25)
+        yt, w = torch.from_numpy(yn), torch.from_numpy(1.0 / np.bincount(yn[tr], minlength=K)[yn[tr]])
+        g = torch.Generator().manual_seed(seed)
+        m.train()
+        for _ in range(self.epochs):
+            idx = tr[torch.multinomial(w, len(tr), replacement=True, generator=g).numpy()]
+            for i in range(0, len(idx), 64):
+                b = idx[i:i+64]; flip = torch.rand(len(b), generator=g) < 0.5
+                loss = nn.functional.cross_entropy(m(torch.where(flip.view(-1, 1, 1, 1), self.B[b], self.A[b])), yt[b])
+                opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+        return m.eval()
+
+    def oof(self, yn, groups, seed, K):
+        P = np.zeros((len(yn), K))
+        for tr, te in fold_splits(yn, groups, 5, seed, K):
+            m = self.fit(tr, yn, seed, K)
+            with self.torch.no_grad(): P[te] = ((m(self.A[te]).softmax(1) + m(self.B[te]).softmax(1)) / 2).numpy()
+        return P
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--data', type=Path, default=GCD)
+    p.add_argument('--settings', nargs='+', default=['uniform10', 'uniform20', 'structured20'], choices=list(COLUMN))
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--arch', default='mobilenet_v2')
+    p.add_argument('--weights', default=str(WEIGHTS))
+    p.add_argument('--sizes', type=int, nargs='+', default=[224], help='image sides of the probes (the first is the default probe)')
+    p.add_argument('--svc', action='store_true', help='also an RBF SVC on the first size, averaged with its probe')
+    p.add_argument('--partial', type=int, metavar='CUT', help='also fine-tune MobileNetV2 blocks CUT.. per fold (14: the last five, 11: the last eight)')
+    p.add_argument('--epochs', type=int, default=8, help='with --partial: epochs per fold')
+    p.add_argument('--lr', type=float, default=1e-3, help="with --partial: the blocks' learning rate (the head's is ten times it)")
+    p.add_argument('--bs', type=int, default=32)
+    p.add_argument('--cache', type=Path, default=Path.home()/'.cache'/'cloud_classifier'/'features')
+    p.add_argument('--json', type=Path, help='also write the results here')
+    args = p.parse_args()
+    if not args.data.is_dir(): raise SystemExit(f'{args.data} is not there: give --data or CLOUD_CLASSIFIER_GCD')
+    import torch; torch.set_num_threads(os.cpu_count())
+    recs, y, classes, groups = load_set(args.data); K = len(classes)
+    X = {s: size_features(recs, args, s) for s in args.sizes}
+    first = f'probe{args.sizes[0]}'
+    P0 = oof_probabilities(X[args.sizes[0]], y, groups, seed=0, n_classes=K)  # the clean model whose confusions the structured flips follow
+    conf = np.zeros((K, K)); np.add.at(conf, (y, P0.argmax(1)), 1)
+    partial = Partial(recs, args) if args.partial is not None else None
+    meta = dict(command=' '.join(sys.argv), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+                machine=f'{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start')
+    rows = []
+    for setting in args.settings:
+        for seed in args.seeds:
+            yn = noisy_labels(setting, y, K, seed, conf); wrong = yn != y
+            P, secs = {}, {}
+            def add(name, make):
+                t = time.time(); P[name] = make(); secs[name] = time.time() - t
+            for s in args.sizes: add(f'probe{s}', lambda: oof_probabilities(X[s], yn, groups, seed=seed, n_classes=K))
+            if len(args.sizes) > 1: P['sizes'] = np.mean([P[f'probe{s}'] for s in args.sizes], 0); secs['sizes'] = sum(secs[f'probe{s}'] for s in args.sizes)
+            if args.svc: add('svc', lambda: oof_svc(X[args.sizes[0]], yn, groups, seed, K)); P['svc+probe'] = (P['svc'] + P[first]) / 2; secs['svc+probe'] = secs['svc'] + secs[first]
+            if partial: add('partial', lambda: partial.oof(yn, groups, seed, K)); P['partial+probe'] = (P['partial'] + P[first]) / 2; secs['partial+probe'] = secs['partial'] + secs[first]
+            for name, Pv in P.items():
+                r = dict(setting=setting, seed=seed, variant=name, recall=round(float(scores(queue_order(Pv, yn, groups, K)[0], wrong)[COLUMN[setting]]), 3),
+                         error=round(float((Pv.argmax(1) != y).mean()), 3), seconds=round(secs[name], 1))
+                rows.append(r); print(json.dumps(r), flush=True)
+            if args.json: args.json.write_text(json.dumps(dict(meta, rows=rows), indent=1))
+    print(f"\n| noise | recall in | variant | seeds | recall (per seed) | error | seconds |\n|---|---|---|---|---|---|---|")
+    for setting in args.settings:
+        for name in dict.fromkeys(r['variant'] for r in rows if r['setting'] == setting):
+            rs = [r for r in rows if (r['setting'], r['variant']) == (setting, name)]
+            print(f"| {setting} | first {COLUMN[setting][1:]}% | {name} | {len(rs)} | {np.mean([r['recall'] for r in rs]):.3f} ({' '.join(str(r['recall']) for r in rs)}) "
+                  f"| {np.mean([r['error'] for r in rs]):.3f} | {np.median([r['seconds'] for r in rs]):.0f} |")
+
+if __name__ == '__main__': main()
