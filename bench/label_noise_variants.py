@@ -17,6 +17,7 @@ computed once per photo and cached).
 
   python bench/label_noise_variants.py --sizes 224 384 --svc
   python bench/label_noise_variants.py --settings uniform10 --partial 14 --epochs 8
+  python bench/label_noise_variants.py --settings uniform10 --partial 11 --probs probs   # then label_noise.py --combine
 """
 import argparse, copy, hashlib, json, os, platform, sys, time
 from pathlib import Path
@@ -104,6 +105,7 @@ def main():
     p.add_argument('--bs', type=int, default=32)
     p.add_argument('--cache', type=Path, default=Path.home()/'.cache'/'cloud_classifier'/'features')
     p.add_argument('--json', type=Path, help='also write the results here')
+    p.add_argument('--probs', type=Path, help="also save each variant's out-of-fold probabilities here, as label_noise.py --probs does (for its --combine)")
     args = p.parse_args()
     if not args.data.is_dir(): raise SystemExit(f'{args.data} is not there: give --data or CLOUD_CLASSIFIER_GCD')
     import torch; torch.set_num_threads(os.cpu_count())
@@ -127,6 +129,7 @@ def main():
             if args.svc: add('svc', lambda: oof_svc(X[args.sizes[0]], yn, groups, seed, K)); P['svc+probe'] = (P['svc'] + P[first]) / 2; secs['svc+probe'] = secs['svc'] + secs[first]
             if partial: add('partial', lambda: partial.oof(yn, groups, seed, K)); P['partial+probe'] = (P['partial'] + P[first]) / 2; secs['partial+probe'] = secs['partial'] + secs[first]
             for name, Pv in P.items():
+                if args.probs: args.probs.mkdir(parents=True, exist_ok=True); np.savez(args.probs/f'{setting}_s{seed}_{name}.npz', P=Pv, y=y, yn=yn, groups=groups)
                 r = dict(setting=setting, seed=seed, variant=name, recall=round(float(scores(queue_order(Pv, yn, groups, K)[0], wrong)[COLUMN[setting]]), 3),
                          error=round(float((Pv.argmax(1) != y).mean()), 3), seconds=round(secs[name], 1))
                 rows.append(r); print(json.dumps(r), flush=True)
