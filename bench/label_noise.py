@@ -69,6 +69,27 @@ def flip_structured(y, share, conf, rng):
         yn[i] = rng.choice(len(off), p=off[y[i]] / off[y[i]].sum())
     return yn
 
+def clean_confusion(X, y, groups, K, settings, C=None):
+    "Confusion matrix of the clean model the structured flips follow (the out-of-fold probe on the true labels); None when no setting needs it."
+    if not any(s.startswith('structured') for s in settings): return None
+    P = oof_probabilities(X, y, groups, seed=0, n_classes=K, **({} if C is None else dict(C=C)))  # None: the probe's own C
+    conf = np.zeros((K, K)); np.add.at(conf, (y, P.argmax(1)), 1)
+    return conf
+
+def true_error(P, y):
+    "Share of photos whose out-of-fold prediction under `P` is not their true label."
+    return round(float((P.argmax(1) != y).mean()), 3)
+
+def save_probs(folder, setting, seed, name, P, y, yn, groups):
+    "Out-of-fold probabilities with the true and noisy labels, as `--combine` reads them."
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder/f'{setting}_s{seed}_{name}.npz', P=P, y=y, yn=yn, groups=groups)
+
+def run_meta():
+    "Command, date and machine of this run, for the result files."
+    return dict(command=' '.join(sys.argv), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+                machine=f'{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start')
+
 def noisy_labels(setting, y, K, seed, conf):
     rng = np.random.default_rng(seed)
     kind, pct = setting.rstrip('0123456789'), int(setting[len(setting.rstrip('0123456789')):]) / 100
@@ -165,10 +186,7 @@ def detection(args, save=lambda res: None):
     K = len(classes)
     X, t_feat = features(recs, args)
     print(f'{len(recs)} photos, {K} classes, features {X.shape[1]} in {t_feat:.0f} s', flush=True)
-    conf = None
-    if any(s.startswith('structured') for s in args.settings):
-        P = oof_probabilities(X, y, groups, C=args.C, seed=0, n_classes=K)
-        conf = np.zeros((K, K)); np.add.at(conf, (y, P.argmax(1)), 1)
+    conf = clean_confusion(X, y, groups, K, args.settings, args.C)
     rows = []
     for setting in args.settings:
         for seed in args.seeds:
@@ -178,7 +196,7 @@ def detection(args, save=lambda res: None):
                 t, P = time.time(), None
                 if ranking == 'ours':
                     order, P = rank_ours(X, yn, groups, K, seed, args.C, [r.path for r in recs], fold_recipe(args), args.oof)
-                    if args.probs: args.probs.mkdir(parents=True, exist_ok=True); np.savez(args.probs/f'{setting}_s{seed}_{args.oof}.npz', P=P, y=y, yn=yn, groups=groups)
+                    if args.probs: save_probs(args.probs, setting, seed, args.oof, P, y, yn, groups)
                 elif ranking == 'true-labels': order, P = queue_order(oof_probabilities(X, y, groups, C=args.C, seed=seed, n_classes=K), yn, groups, K)
                 elif ranking == 'random': order = np.random.default_rng(seed + 100).permutation(len(y))
                 else:
@@ -189,7 +207,7 @@ def detection(args, save=lambda res: None):
                     else: order = blend(rank_ours(X, yn, groups, K, seed, args.C)[0], model['loss'])
                 secs = time.time() - t
                 r = dict(setting=setting, seed=seed, ranking=ranking + (f'-{args.oof}' if ranking == 'ours' and args.oof != 'probe' else ''), wrong=int(wrong.sum()), seconds=round(secs, 1),
-                         **{k: round(float(v), 3) for k, v in scores(order, wrong).items()}, **({} if P is None else dict(error=round(float((P.argmax(1) != y).mean()), 3))))
+                         **{k: round(float(v), 3) for k, v in scores(order, wrong).items()}, **({} if P is None else dict(error=true_error(P, y))))
                 rows.append(r); print(json.dumps(r), flush=True); save(dict(rows=rows, feature_seconds=round(t_feat, 1)))
     return dict(rows=rows, feature_seconds=round(t_feat, 1))
 
@@ -199,10 +217,7 @@ def end_to_end(args, save=lambda res: None):
     K = len(classes)
     X, _ = features(recs, args)
     tr, te = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=0)
-    conf = None
-    if any(s.startswith('structured') for s in args.settings):
-        P = oof_probabilities(X, y, groups, C=args.C, seed=0, n_classes=K)
-        conf = np.zeros((K, K)); np.add.at(conf, (y, P.argmax(1)), 1)
+    conf = clean_confusion(X, y, groups, K, args.settings, args.C)
     rows, known = [], {}
     def err(labels, rank=False):
         "Test error after training on `labels` (one training per set of labels), and with `rank` fastai's ordering under it."
@@ -323,8 +338,7 @@ def main():
     if args.combine: return print(json.dumps(combine(args.combine)))
     if args.table: return print(table([r for f in args.table for r in json.loads(f.read_text())['rows']]))
     if not args.data.is_dir(): raise SystemExit(f'{args.data} is not there: give --data or CLOUD_CLASSIFIER_GCD')
-    meta = dict(command=' '.join(sys.argv), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-                machine=f'{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start')
+    meta = run_meta()
     save = lambda res: args.json and args.json.write_text(json.dumps(dict(meta, **res), indent=1))  # after each row: a long run stopped keeps what it measured
     save(ccsn(args) if args.ccsn else end_to_end(args, save) if args.end_to_end else detection(args, save))
 

@@ -19,12 +19,13 @@ computed once per photo and cached).
   python bench/label_noise_variants.py --settings uniform10 --partial 14 --epochs 8
   python bench/label_noise_variants.py --settings uniform10 --partial 11 --probs probs   # then label_noise.py --combine
 """
-import argparse, copy, hashlib, json, os, platform, sys, time
+import argparse, copy, hashlib, json, os, sys, time
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from label_noise import GCD, WEIGHTS, load_set, noisy_labels, scores, queue_order
+from label_noise import GCD, WEIGHTS, load_set, noisy_labels, scores, queue_order, clean_confusion, true_error, save_probs, run_meta
 from cloud_classifier.rank import pretrained_body, cached_features, oof_probabilities, fold_splits, _pixels
+from cloud_classifier.files import atomic_path
 
 COLUMN = dict(uniform10='r10', uniform20='r20', structured20='r20')
 
@@ -47,7 +48,6 @@ class Partial:
     "MobileNetV2's blocks from `cut` on plus a linear head, fine-tuned per fold on cached activations of the blocks before `cut`."
     def __init__(self, recs, args):
         import torch
-        if args.arch != 'mobilenet_v2': raise SystemExit('--partial cuts MobileNetV2 blocks: give --arch mobilenet_v2')
         body = pretrained_body(args.arch, args.weights, 224)
         blocks = body.module[0]  # torchvision's `features`: 19 blocks
         self.high, self.epochs, self.lr, self.torch = blocks[args.partial:], args.epochs, args.lr, torch
@@ -58,10 +58,10 @@ class Partial:
             A, B = [], []
             with torch.no_grad():
                 for i in range(0, len(recs), args.bs):
-                    x = (torch.from_numpy(np.stack([_pixels(r.path, body.size) for r in recs[i:i+args.bs]])).permute(0, 3, 1, 2) - mean) / std
+                    x = (torch.from_numpy(np.stack([_pixels(r.path, body.size) for r in recs[i:i+args.bs]])).permute(0, 3, 1, 2) - mean) / std  # load_set keeps readable photos only
                     A.append(blocks[:args.partial](x).half().numpy()); B.append(blocks[:args.partial](x.flip(3)).half().numpy())
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix('.tmp.npz'); np.savez(tmp, A=np.concatenate(A), B=np.concatenate(B)); os.replace(tmp, path)
+            with atomic_path(path, durable=False) as tmp: np.savez(tmp, A=np.concatenate(A), B=np.concatenate(B))
         d = np.load(path)
         self.A, self.B = torch.from_numpy(d['A']).float(), torch.from_numpy(d['B']).float()
 
@@ -108,15 +108,14 @@ def main():
     p.add_argument('--probs', type=Path, help="also save each variant's out-of-fold probabilities here, as label_noise.py --probs does (for its --combine)")
     args = p.parse_args()
     if not args.data.is_dir(): raise SystemExit(f'{args.data} is not there: give --data or CLOUD_CLASSIFIER_GCD')
+    if args.partial is not None and args.arch != 'mobilenet_v2': raise SystemExit('--partial cuts MobileNetV2 blocks: give --arch mobilenet_v2')
     import torch; torch.set_num_threads(os.cpu_count())
     recs, y, classes, groups = load_set(args.data); K = len(classes)
     X = {s: size_features(recs, args, s) for s in args.sizes}
     first = f'probe{args.sizes[0]}'
-    P0 = oof_probabilities(X[args.sizes[0]], y, groups, seed=0, n_classes=K)  # the clean model whose confusions the structured flips follow
-    conf = np.zeros((K, K)); np.add.at(conf, (y, P0.argmax(1)), 1)
+    conf = clean_confusion(X[args.sizes[0]], y, groups, K, args.settings)
     partial = Partial(recs, args) if args.partial is not None else None
-    meta = dict(command=' '.join(sys.argv), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-                machine=f'{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start')
+    meta = run_meta()
     rows = []
     for setting in args.settings:
         for seed in args.seeds:
@@ -129,9 +128,9 @@ def main():
             if args.svc: add('svc', lambda: oof_svc(X[args.sizes[0]], yn, groups, seed, K)); P['svc+probe'] = (P['svc'] + P[first]) / 2; secs['svc+probe'] = secs['svc'] + secs[first]
             if partial: add('partial', lambda: partial.oof(yn, groups, seed, K)); P['partial+probe'] = (P['partial'] + P[first]) / 2; secs['partial+probe'] = secs['partial'] + secs[first]
             for name, Pv in P.items():
-                if args.probs: args.probs.mkdir(parents=True, exist_ok=True); np.savez(args.probs/f'{setting}_s{seed}_{name}.npz', P=Pv, y=y, yn=yn, groups=groups)
+                if args.probs: save_probs(args.probs, setting, seed, name, Pv, y, yn, groups)
                 r = dict(setting=setting, seed=seed, variant=name, recall=round(float(scores(queue_order(Pv, yn, groups, K)[0], wrong)[COLUMN[setting]]), 3),
-                         error=round(float((Pv.argmax(1) != y).mean()), 3), seconds=round(secs[name], 1))
+                         error=true_error(Pv, y), seconds=round(secs[name], 1))
                 rows.append(r); print(json.dumps(r), flush=True)
             if args.json: args.json.write_text(json.dumps(dict(meta, rows=rows), indent=1))
     print(f"\n| noise | recall in | variant | seeds | recall (per seed) | error | seconds |\n|---|---|---|---|---|---|---|")
