@@ -313,12 +313,14 @@ def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with
            rank:str='oof', # 'oof': most likely wrong label first (`cloud_classifier.rank`); 'loss': the model's highest loss first
            oof:str='auto', # 'probe' (frozen features), 'finetune' (the recipe per fold, without a model), 'both' (the two averaged) or 'auto' (both on a CUDA GPU)
            recipe:Recipe|None=None, # without a model: the pretrained body's arch, weights and size, and with finetune what each fold trains; `Recipe()` when None
+           turns:bool=False, # photos with no up (a whole-sky camera's): rank on features averaged over the eight quarter turns and mirror images
           )->list[dict]:
     "Write a review CSV (action preset to keep) and its HTML contact sheet, most likely wrong label first (or highest loss); files that are no photos are left out and named on stderr."
     data = Path(data).resolve()
     check(data.is_dir(), f'data folder {data} does not exist: give the folder that holds one sub-folder per class')
     check_writable(out); check_writable(Path(out).with_suffix('.html'))  # before minutes of ranking, not after
     check(rank in RANKINGS, f"unknown ranking {rank!r}: use 'oof' (most likely wrong label first) or 'loss' (the model's highest loss first)")
+    check(rank == 'oof' or not turns, "turns average the features the out-of-fold ranking uses, not the model's losses: leave out --turns, or --rank loss")
     check(rank == 'oof' or model is not None, "ranking by loss needs a trained model: give MODEL, or rank='oof' (--rank oof) to rank without one")
     from cloud_classifier.data import list_classes
     from cloud_classifier.dedupe import image_records
@@ -329,7 +331,7 @@ def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with
     if rank == 'loss':
         rows = review_table(_load_model(model, check_hash), data, top, bs, also=[data/f for f in conflicts], records=recs)
     else:
-        rows = ranked_table(data, model, None, bs, check_hash, records=recs, oof=oof, recipe=recipe)
+        rows = ranked_table(data, model, None, bs, check_hash, records=recs, oof=oof, recipe=recipe, turns=turns)
         skipped |= {r['file'] for r in rows if r['reason'] == UNREADABLE}  # also those the body could not read
         rows = [r for r in rows if r['file'] not in skipped]
         keep = rows[:top] if top else rows

@@ -94,6 +94,7 @@ def photo_features(body:Body, # from `pretrained_body` or `model_body`
                    files:list, # image files
                    bs:int=32, # photos per batch
                    flip:bool=False, # average each photo's features with its mirror image's (twice the time)
+                   turns:bool=False, # average them over the photo's four quarter turns (for photos with no up; 4x the time)
                   )->np.ndarray:
     "Pooled features of `files` under `body`, one row per file (NaN for a photo that cannot be read)."
     import torch
@@ -107,8 +108,8 @@ def photo_features(body:Body, # from `pretrained_body` or `model_body`
             out = None
             if any(ok):
                 x = (torch.from_numpy(np.stack([p for p in px if p is not None])).permute(0, 3, 1, 2).to(dev) - mean) / std
-                out = body.module(x).mean((2, 3))
-                if flip: out = (out + body.module(x.flip(3)).mean((2, 3))) / 2
+                views = [(k, f) for k in range(4 if turns else 1) for f in ((False, True) if flip else (False,))]
+                out = torch.stack([body.module(torch.rot90(x.flip(3) if f else x, k, (2, 3))).mean((2, 3)) for k, f in views]).mean(0)
                 out = out.float().cpu().numpy(); dim = out.shape[1]
             it = iter(out if out is not None else [])
             rows += [next(it) if o else None for o in ok]
@@ -127,11 +128,12 @@ def cached_features(body:Body, # from `pretrained_body` or `model_body`
                     shas:list|None=None, # the files' sha256, when already known
                     bs:int=32, # photos per batch
                     flip:bool=False, # average each photo's features with its mirror image's (twice the time)
+                    turns:bool=False, # average them over the photo's four quarter turns (for photos with no up; 4x the time)
                    )->np.ndarray:
     "`photo_features`, reading and writing a cache keyed by each file's sha256, so a photo is computed once per body."
-    if cache is None: return photo_features(body, files, bs, flip)
+    if cache is None: return photo_features(body, files, bs, flip, turns)
     shas = shas or [file_sha256(f) for f in files]
-    path = Path(cache)/f"{body.key}{'-flip' if flip else ''}.npz"
+    path = Path(cache)/f"{body.key}{'-turns' if turns else ''}{'-flip' if flip else ''}.npz"
     known = {}
     if path.is_file():
         try:
@@ -139,7 +141,7 @@ def cached_features(body:Body, # from `pretrained_body` or `model_body`
         except Exception: known = {}  # a damaged cache is only lost time: compute again
     todo = {s: f for s, f in zip(shas, files) if s not in known}
     if todo:
-        new = photo_features(body, list(todo.values()), bs, flip)
+        new = photo_features(body, list(todo.values()), bs, flip, turns)
         known.update((s, x) for s, x in zip(todo, new) if not np.isnan(x).all())
         path.parent.mkdir(parents=True, exist_ok=True)
         def _save(p):
@@ -327,6 +329,7 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
                 check_hash:bool=True, # with a model: refuse one whose sha256 differs from its model card's
                 classes:list|None=None, # rank only these classes; all when None
                 records:list|None=None, # `dedupe.image_records(data)`, when the caller has made them already
+                turns:bool=False, # photos with no up (a whole-sky camera's): features averaged over the eight quarter turns and mirror images (8x the time)
                )->list[dict]:
     "The review queue (`QUEUE_COLUMNS`) of `data`'s photos, most likely wrong label first."
     from cloud_classifier.dedupe import image_records
@@ -336,6 +339,7 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
         import torch
         oof = 'both' if torch.cuda.is_available() and model is None and body is None else 'probe'
     check(oof == 'probe' or (model is None and body is None), "fine-tuned folds start from the pretrained weights: give --weights, not a model")
+    check(oof != 'finetune' or not turns, "turns average the body's features, which fine-tuned folds alone do not use: give --oof probe or both with --turns")
     data = Path(data).resolve()
     check(data.is_dir(), f'data folder {data} does not exist: give the folder that holds one sub-folder per class')
     listed = {str(f): c for c, fs in list_classes(data, classes).items() for f in fs}
@@ -350,7 +354,7 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
     if oof != 'finetune':
         body = body or (model_body(model, check_hash) if model else pretrained_body(recipe.arch, recipe.weights, recipe.size))
         if cache is True: cache = feature_cache()
-        X = cached_features(body, [r.path for r in recs], cache or None, [r.sha256 for r in recs], bs)
+        X = cached_features(body, [r.path for r in recs], cache or None, [r.sha256 for r in recs], bs, flip=turns, turns=turns)
         ok = ~np.isnan(X).any(1)  # a photo PIL opens but the body cannot read
         bad += [dict(file=r.path.relative_to(data).as_posix(), label=r.cls, suggested='delete', probability=1.0, score=0.0,
                      reason=UNREADABLE) for r, o in zip(recs, ok) if not o]

@@ -120,3 +120,20 @@ def test_fine_tuned_folds_refuse_a_model(tmp_path):
     r = run_main('review', models/'export.pkl', data, '--oof', 'finetune', '--out', tmp_path/'x.csv')
     assert r.returncode == 2 and 'start from the pretrained weights' in r.stderr and r.stderr.count('\n') == 1, r.stderr
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*')) == before
+
+def test_review_with_turns_ranks_on_the_turned_features(tmp_path, weights, cache):
+    "`--turns` (photos with no up): the features are averaged over eight turns and mirror images, cached apart; the flipped labels still come first."
+    data = flipped_set(tmp_path)
+    out = tmp_path/'review.csv'
+    r = run_cli('review', data, '--arch', 'mobilenet_v2', '--weights', weights, '--size', 64, '--turns', '--out', out, '--top', 0)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(out)))
+    assert list(rows[0]) == REVIEW_COLUMNS and len(rows) == 30
+    assert set(FLIPPED) <= {r['file'] for r in rows[:3]}, rows[:5]
+    assert [p.name.split('-', 2)[-1] for p in cache.glob('*.npz')] == ['64x64-turns-flip.npz']
+    before = out.read_bytes()
+    r = run_main('review', data, '--weights', weights, '--turns', '--rank', 'loss', '--out', out)
+    assert r.returncode == 2 and 'leave out --turns' in r.stderr and r.stderr.count('\n') == 1, r.stderr
+    r = run_main('review', data, '--weights', weights, '--turns', '--oof', 'finetune', '--out', out)
+    assert r.returncode == 2 and 'give --oof probe or both with --turns' in r.stderr and r.stderr.count('\n') == 1, r.stderr
+    assert out.read_bytes() == before
