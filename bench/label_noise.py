@@ -33,6 +33,7 @@ probe on the cached features instead (seconds; a proxy, reported as such).
   python bench/label_noise.py --settings uniform10 --seeds 0 --oof finetune --probs probs   # five default trainings
   python bench/label_noise.py --combine probs/uniform10_s0_probe.npz probs/uniform10_s0_finetune.npz  # what --oof both ranks by
   python bench/label_noise.py --settings uniform10 uniform20 structured20 --rankings ours true-labels
+  python bench/label_noise.py --settings uniform10 uniform20 structured20 --rankings ours --no-flip --turns   # as review --turns ranks
   python bench/label_noise.py --ccsn                                                  # CCSN's identical-photo conflicts
 """
 import argparse, json, os, platform, sys, tempfile, time
@@ -175,18 +176,23 @@ def recipe_run(recs, labels, classes, tr, te, y, args, tmp:Path, rank=False):
     pos = {f'{classes[labels[i]]}/{recs[i].path.name}': i for i in tr}
     return e, np.array([pos[r['file']] for r in review_table(learn, root)])
 
-def features(recs, args):
+def features(recs, args, plain=False):
+    "The pretrained body's pooled features of every photo, and the seconds they took; with --turns (and not `plain`) averaged over the eight turns and mirror images."
     body = pretrained_body(args.arch, args.weights, args.size)
-    t = time.time()
-    X = cached_features(body, [r.path for r in recs], args.cache, [r.sha256 for r in recs], bs=args.bs, flip=not args.no_flip)
+    t, turns = time.time(), args.turns and not plain
+    X = cached_features(body, [r.path for r in recs], args.cache, [r.sha256 for r in recs], bs=args.bs, flip=turns or not args.no_flip, turns=turns)
     return X, time.time() - t
+
+def plain_features(X, recs, args):
+    "The features the noise and the probe trainer use, whatever the ranking's: `X` itself unless --turns."
+    return features(recs, args, plain=True)[0] if args.turns else X
 
 def detection(args, save=lambda res: None):
     recs, y, classes, groups = load_set(args.data)
     K = len(classes)
     X, t_feat = features(recs, args)
     print(f'{len(recs)} photos, {K} classes, features {X.shape[1]} in {t_feat:.0f} s', flush=True)
-    conf = clean_confusion(X, y, groups, K, args.settings, args.C)
+    conf = clean_confusion(plain_features(X, recs, args), y, groups, K, args.settings, args.C)
     rows = []
     for setting in args.settings:
         for seed in args.seeds:
@@ -206,7 +212,8 @@ def detection(args, save=lambda res: None):
                     elif ranking == 'ours-model': order = model_probe_order(model['learn'], recs, yn, groups, K, seed, args)
                     else: order = blend(rank_ours(X, yn, groups, K, seed, args.C)[0], model['loss'])
                 secs = time.time() - t
-                r = dict(setting=setting, seed=seed, ranking=ranking + (f'-{args.oof}' if ranking == 'ours' and args.oof != 'probe' else ''), wrong=int(wrong.sum()), seconds=round(secs, 1),
+                r = dict(setting=setting, seed=seed, ranking=ranking + (f'-{args.oof}' if ranking == 'ours' and args.oof != 'probe' else '')
+                         + ('-turns' if args.turns and ranking in ('ours', 'true-labels', 'blend') else ''), wrong=int(wrong.sum()), seconds=round(secs, 1),
                          **{k: round(float(v), 3) for k, v in scores(order, wrong).items()}, **({} if P is None else dict(error=true_error(P, y))))
                 rows.append(r); print(json.dumps(r), flush=True); save(dict(rows=rows, feature_seconds=round(t_feat, 1)))
     return dict(rows=rows, feature_seconds=round(t_feat, 1))
@@ -216,14 +223,15 @@ def end_to_end(args, save=lambda res: None):
     recs, y, classes, groups = load_set(args.data)
     K = len(classes)
     X, _ = features(recs, args)
+    X0 = plain_features(X, recs, args)
     tr, te = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=0)
-    conf = clean_confusion(X, y, groups, K, args.settings, args.C)
+    conf = clean_confusion(X0, y, groups, K, args.settings, args.C)
     rows, known = [], {}
     def err(labels, rank=False):
         "Test error after training on `labels` (one training per set of labels), and with `rank` fastai's ordering under it."
         key = (labels.tobytes(), rank)
         if key not in known:
-            if args.trainer == 'probe': known[key] = probe_error(X, labels, tr, te, y, args.C_train), None
+            if args.trainer == 'probe': known[key] = probe_error(X0, labels, tr, te, y, args.C_train), None
             else:
                 t = time.time()
                 with tempfile.TemporaryDirectory() as tmp:
@@ -268,7 +276,7 @@ def ccsn(args):
     from cloud_classifier.core import Recipe
     t = time.time()
     q = rank_folder(args.ccsn_data, recipe=Recipe(arch=args.arch, weights=args.weights, size=args.size), oof='probe', C=args.C,
-                    cache=args.cache, bs=args.bs)
+                    cache=args.cache, bs=args.bs, turns=args.turns)
     secs = time.time() - t
     pos = {r['file']: i for i, r in enumerate(q)}
     px = lambda f: np.asarray(Image.open(f).convert('RGB').resize((64, 64)), dtype=np.float32)
@@ -294,11 +302,13 @@ def combine(files):
     order = queue_order(np.mean([r['P'] for r in runs], axis=0), yn, groups, runs[0]['P'].shape[1])[0]
     return dict(files=[str(f) for f in files], **{k: round(float(v), 3) for k, v in scores(order, yn != y).items()})
 
+ORDER = ['true-labels', 'ours', 'ours-finetune', 'ours-both', 'ours-model', 'blend', 'loss', 'random']  # the table's rows, a ranking's --turns run after it
+
 def table(rows):
     "Markdown: mean (min-max over seeds) of recall and precision in the first 5/10/20%, per setting and ranking; the mean error against the true labels where measured."
     out = ['| noise | ranking | seeds | recall 5% | recall 10% | recall 20% | precision 5% | precision 10% | precision 20% | error | seconds |',
            '|---|---|---|---|---|---|---|---|---|---|---|']
-    keys = sorted({(r['setting'], r['ranking']) for r in rows}, key=lambda k: (k[0], ['true-labels', 'ours', 'ours-finetune', 'ours-both', 'ours-model', 'blend', 'loss', 'random'].index(k[1])))
+    keys = sorted({(r['setting'], r['ranking']) for r in rows}, key=lambda k: (k[0], ORDER.index(k[1].removesuffix('-turns')), k[1].endswith('-turns')))
     for setting, ranking in keys:
         rs = [r for r in rows if (r['setting'], r['ranking']) == (setting, ranking)]
         cell = lambda k: f"{np.mean([r[k] for r in rs]):.2f}" + (f" ({min(r[k] for r in rs):.2f}-{max(r[k] for r in rs):.2f})" if len(rs) > 1 else '')
@@ -324,6 +334,7 @@ def main():
     p.add_argument('--C', type=float, default=0.002, help="the ranking's logistic regression")
     p.add_argument('--C-train', type=float, default=0.01, help="the probe trainer's logistic regression")
     p.add_argument('--no-flip', action='store_true', help='features of the photo only, not averaged with its mirror image')
+    p.add_argument('--turns', action='store_true', help="ours on features averaged over each photo's eight quarter turns and mirror images, as `review --turns` ranks (the noise and the probe trainer keep the plain features)")
     p.add_argument('--cache', type=Path, default=Path.home()/'.cache'/'cloud_classifier'/'features')
     p.add_argument('--train-seed', type=int, default=42)
     p.add_argument('--end-to-end', action='store_true')

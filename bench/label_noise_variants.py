@@ -7,6 +7,11 @@ Each variant gives out-of-fold class probabilities; the queue is ranked from the
   photos resized to that side; `sizes`: those probes' probabilities averaged (`--sizes 224 384`).
 - `svc`: an RBF support-vector classifier (C=1, Platt probabilities) on the same standardised features, averaged with
   the first probe (`--svc`).
+- `turns`: the first probe on features averaged over each photo's eight quarter turns and mirror images, as
+  `review --turns` ranks (`--turns`); with `--partial`, also averaged with it (`partial+turns`).
+- `<probe>-pruned`: a second pass of that probe, each fold refitted without the photos that cleanlab's
+  `find_label_issues` flags under the first pass's probabilities (they are still scored), so that the wrong labels it
+  can see no longer pull the fit towards them (`--prune`).
 - `partial`: the MobileNetV2 body's blocks from `--partial CUT` on, plus a linear head, fine-tuned per fold (AdamW,
   one-cycle, class-balanced sampling, random mirror images) on cached activations of the blocks before CUT, predicting
   the held-out fold from the photo and its mirror image; reported alone and averaged with the first probe.
@@ -17,6 +22,8 @@ computed once per photo and cached).
 
   python bench/label_noise_variants.py --sizes 224 384 --svc
   python bench/label_noise_variants.py --settings uniform10 --partial 14 --epochs 8
+  python bench/label_noise_variants.py --settings uniform10 --partial 14 --turns
+  python bench/label_noise_variants.py --turns --prune
   python bench/label_noise_variants.py --settings uniform10 --partial 11 --probs probs   # then label_noise.py --combine
 """
 import argparse, copy, hashlib, json, os, sys, time
@@ -29,10 +36,24 @@ from cloud_classifier.files import atomic_path
 
 COLUMN = dict(uniform10='r10', uniform20='r20', structured20='r20')
 
-def size_features(recs, args, size):
-    "Pooled features of every photo under the pretrained body at `size` (cached by sha256, as `review` caches them)."
+def size_features(recs, args, size, turns=False):
+    "Pooled features of every photo under the pretrained body at `size` (cached by sha256, as `review` caches them); with `turns` averaged over the eight turns and mirror images."
     body = pretrained_body(args.arch, args.weights, size)
-    return cached_features(body, [r.path for r in recs], args.cache, [r.sha256 for r in recs], bs=args.bs)
+    return cached_features(body, [r.path for r in recs], args.cache, [r.sha256 for r in recs], bs=args.bs, flip=turns, turns=turns)
+
+def oof_pruned(X, yn, groups, seed, K, P):
+    "Out-of-fold probabilities of the probe refitted with the photos cleanlab flags under `P` (a first pass) left out of every fit fold; they are still scored."
+    from cleanlab.filter import find_label_issues
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+    flagged, Xs, Q = find_label_issues(yn, P), StandardScaler().fit_transform(X), np.zeros((len(yn), K))
+    with threadpool_limits(1):
+        for tr, te in fold_splits(yn, groups, 5, seed, K):
+            fit = tr[~flagged[tr]]
+            m = LogisticRegression(C=0.002, max_iter=1000).fit(Xs[fit], yn[fit])
+            Q[np.ix_(te, m.classes_)] = m.predict_proba(Xs[te])
+    return Q / Q.sum(1, keepdims=True)
 
 def oof_svc(X, yn, groups, seed, K):
     "Out-of-fold probabilities of an RBF SVC on standardised `X`, on the probe's folds."
@@ -102,6 +123,8 @@ def main():
     p.add_argument('--partial', type=int, metavar='CUT', help='also fine-tune MobileNetV2 blocks CUT.. per fold (14: the last five, 11: the last eight)')
     p.add_argument('--epochs', type=int, default=8, help='with --partial: epochs per fold')
     p.add_argument('--lr', type=float, default=1e-3, help="with --partial: the blocks' learning rate (the head's is ten times it)")
+    p.add_argument('--turns', action='store_true', help="also the probe on the first size's features averaged over each photo's eight quarter turns and mirror images (review --turns); with --partial, also the two averaged")
+    p.add_argument('--prune', action='store_true', help="also the first probe (and with --turns the turns probe) refitted without the photos cleanlab's find_label_issues flags under it")
     p.add_argument('--bs', type=int, default=32)
     p.add_argument('--cache', type=Path, default=Path.home()/'.cache'/'cloud_classifier'/'features')
     p.add_argument('--json', type=Path, help='also write the results here')
@@ -112,6 +135,7 @@ def main():
     import torch; torch.set_num_threads(os.cpu_count())
     recs, y, classes, groups = load_set(args.data); K = len(classes)
     X = {s: size_features(recs, args, s) for s in args.sizes}
+    XT = size_features(recs, args, args.sizes[0], turns=True) if args.turns else None
     first = f'probe{args.sizes[0]}'
     conf = clean_confusion(X[args.sizes[0]], y, groups, K, args.settings)
     partial = Partial(recs, args) if args.partial is not None else None
@@ -127,6 +151,11 @@ def main():
             if len(args.sizes) > 1: P['sizes'] = np.mean([P[f'probe{s}'] for s in args.sizes], 0); secs['sizes'] = sum(secs[f'probe{s}'] for s in args.sizes)
             if args.svc: add('svc', lambda: oof_svc(X[args.sizes[0]], yn, groups, seed, K)); P['svc+probe'] = (P['svc'] + P[first]) / 2; secs['svc+probe'] = secs['svc'] + secs[first]
             if partial: add('partial', lambda: partial.oof(yn, groups, seed, K)); P['partial+probe'] = (P['partial'] + P[first]) / 2; secs['partial+probe'] = secs['partial'] + secs[first]
+            if args.turns: add('turns', lambda: oof_probabilities(XT, yn, groups, seed=seed, n_classes=K))
+            if partial and args.turns: P['partial+turns'] = (P['partial'] + P['turns']) / 2; secs['partial+turns'] = secs['partial'] + secs['turns']
+            if args.prune:
+                for name, Xp in ((first, X[args.sizes[0]]), ('turns', XT)):
+                    if name in P: add(f'{name}-pruned', lambda: oof_pruned(Xp, yn, groups, seed, K, P[name])); secs[f'{name}-pruned'] += secs[name]
             for name, Pv in P.items():
                 if args.probs: save_probs(args.probs, setting, seed, name, Pv, y, yn, groups)
                 r = dict(setting=setting, seed=seed, variant=name, recall=round(float(scores(queue_order(Pv, yn, groups, K)[0], wrong)[COLUMN[setting]]), 3),
