@@ -364,7 +364,7 @@ def _interrupted_note(data:Path):
          arg('--oof', choices=OOF_MODELS, default='auto', help="what predicts each held-out fold: probe (a logistic regression on the body's features, seconds on a CPU), finetune (the recipe fine-tuned per fold, without a model; for a GPU), both (the two averaged; for a GPU), auto (both on a CUDA GPU, else probe)"),
          arg('--epochs-frozen', type=int, at_least=0, default=Recipe.epochs_frozen, help='with --oof finetune or both: epochs of each fold with the body frozen'),
          arg('--epochs', type=int, at_least=0, default=Recipe.epochs, help='with --oof finetune or both: epochs of each fold after unfreezing'),
-         arg('--turns', action='store_true', help="photos with no up (a whole-sky camera's): rank on features averaged over each photo's eight quarter turns and mirror images (8x the feature time)"),
+         arg('--turns', action='store_true', help="photos with no up (a whole-sky camera's): rank on features averaged over each photo's eight quarter turns and mirror images (about 6x the feature time)"),
          arg('--bs', type=int, at_least=1, default=defaults.bs, help='batch size'),
          arg('--no-hash-check', action='store_true', help="load even if the file does not match its model card's sha256"),
          epilog='Then set action to keep, delete, accept (the suggested label), a class or new:NAME, and run: cloud-classifier clean DATA --apply review.csv')

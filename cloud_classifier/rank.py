@@ -329,7 +329,7 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
                 check_hash:bool=True, # with a model: refuse one whose sha256 differs from its model card's
                 classes:list|None=None, # rank only these classes; all when None
                 records:list|None=None, # `dedupe.image_records(data)`, when the caller has made them already
-                turns:bool=False, # photos with no up (a whole-sky camera's): features averaged over the eight quarter turns and mirror images (8x the time)
+                turns:bool=False, # photos with no up (a whole-sky camera's): features averaged over the eight quarter turns and mirror images (about 6x the feature time)
                )->list[dict]:
     "The review queue (`QUEUE_COLUMNS`) of `data`'s photos, most likely wrong label first."
     from cloud_classifier.dedupe import image_records
