@@ -71,8 +71,9 @@ def flip_structured(y, share, conf, rng):
     return yn
 
 def clean_confusion(X, y, groups, K, settings, C=None):
-    "Confusion matrix of the clean model the structured flips follow (the out-of-fold probe on the true labels); None when no setting needs it."
+    "Confusion matrix of the clean model the structured flips follow (the out-of-fold probe on the true labels); None when no setting needs it. `X` may be a function that returns the features, called only when needed."
     if not any(s.startswith('structured') for s in settings): return None
+    X = X() if callable(X) else X
     P = oof_probabilities(X, y, groups, seed=0, n_classes=K, **({} if C is None else dict(C=C)))  # None: the probe's own C
     conf = np.zeros((K, K)); np.add.at(conf, (y, P.argmax(1)), 1)
     return conf
@@ -192,7 +193,7 @@ def detection(args, save=lambda res: None):
     K = len(classes)
     X, t_feat = features(recs, args)
     print(f'{len(recs)} photos, {K} classes, features {X.shape[1]} in {t_feat:.0f} s', flush=True)
-    conf = clean_confusion(plain_features(X, recs, args), y, groups, K, args.settings, args.C)
+    conf = clean_confusion(lambda: plain_features(X, recs, args), y, groups, K, args.settings, args.C)
     rows = []
     for setting in args.settings:
         for seed in args.seeds:

@@ -44,16 +44,7 @@ def size_features(recs, args, size, turns=False):
 def oof_pruned(X, yn, groups, seed, K, P):
     "Out-of-fold probabilities of the probe refitted with the photos cleanlab flags under `P` (a first pass) left out of every fit fold; they are still scored."
     from cleanlab.filter import find_label_issues
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-    from threadpoolctl import threadpool_limits
-    flagged, Xs, Q = find_label_issues(yn, P), StandardScaler().fit_transform(X), np.zeros((len(yn), K))
-    with threadpool_limits(1):
-        for tr, te in fold_splits(yn, groups, 5, seed, K):
-            fit = tr[~flagged[tr]]
-            m = LogisticRegression(C=0.002, max_iter=1000).fit(Xs[fit], yn[fit])
-            Q[np.ix_(te, m.classes_)] = m.predict_proba(Xs[te])
-    return Q / Q.sum(1, keepdims=True)
+    return oof_probabilities(X, yn, groups, seed=seed, n_classes=K, exclude=find_label_issues(yn, P))
 
 def oof_svc(X, yn, groups, seed, K):
     "Out-of-fold probabilities of an RBF SVC on standardised `X`, on the probe's folds."

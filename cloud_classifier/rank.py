@@ -101,6 +101,7 @@ def photo_features(body:Body, # from `pretrained_body` or `model_body`
     dev = next(body.module.parameters()).device
     mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1).to(dev) for v in (body.mean, body.std))
     rows, dim = [], None
+    views = [(k, f) for k in range(4 if turns else 1) for f in ((False, True) if flip else (False,))]  # quarter turns, mirror image
     with torch.no_grad():
         for i in range(0, len(files), bs):
             px = [_pixels(f, body.size) for f in files[i:i+bs]]
@@ -108,7 +109,6 @@ def photo_features(body:Body, # from `pretrained_body` or `model_body`
             out = None
             if any(ok):
                 x = (torch.from_numpy(np.stack([p for p in px if p is not None])).permute(0, 3, 1, 2).to(dev) - mean) / std
-                views = [(k, f) for k in range(4 if turns else 1) for f in ((False, True) if flip else (False,))]
                 out = torch.stack([body.module(torch.rot90(x.flip(3) if f else x, k, (2, 3))).mean((2, 3)) for k, f in views]).mean(0)
                 out = out.float().cpu().numpy(); dim = out.shape[1]
             it = iter(out if out is not None else [])
@@ -173,6 +173,7 @@ def oof_probabilities(X:np.ndarray, # features, one row per photo
                       C:float=0.002, # inverse L2 strength of the logistic regression
                       seed:int=0, # shuffles the folds
                       n_classes:int|None=None, # number of classes; labels.max()+1 when None
+                      exclude:np.ndarray|None=None, # bool per photo: left out of every fit (still predicted), e.g. labels flagged by a first pass
                      )->np.ndarray:
     "Each photo's class probabilities from a logistic regression fitted on the folds that do not hold it."
     from sklearn.linear_model import LogisticRegression
@@ -185,6 +186,7 @@ def oof_probabilities(X:np.ndarray, # features, one row per photo
     # one BLAS thread: on a busy 2-core CPU the default threads fought each other, 57 s against 7 s for GCD's 1,750 photos
     with threadpool_limits(1):
         for tr, te in splits:
+            if exclude is not None: tr = tr[~np.asarray(exclude)[tr]]
             clf = LogisticRegression(C=C, max_iter=1000).fit(X[tr], labels[tr])
             P[np.ix_(te, clf.classes_)] = clf.predict_proba(X[te])
     return P / P.sum(1, keepdims=True)
