@@ -372,9 +372,11 @@ class CloudCleaner:
                  check_hash:bool=True, # with an exported model: refuse one whose sha256 differs from its model card's
                  bs:int=64, # with an exported model: batch size for scoring the photos
                  rank:str='oof', # 'oof': most likely wrong label first (`cloud_classifier.rank`); 'loss': fastai's highest loss first
+                 turns:bool=False, # photos with no up (a whole-sky camera's): rank on the body's features averaged over the eight quarter turns and mirror images
                  **kwargs, # passed to fastai's `ImagesCleaner` (height, width of the thumbnails; max_n photos a page)
                 ):
         check(rank in RANKINGS, f"unknown ranking {rank!r}: use 'oof' (most likely wrong label first) or 'loss' (highest loss first)")
+        check(rank == 'oof' or not turns, "turns average the features the out-of-fold ranking uses, not the model's losses: leave out turns=True, or use rank='oof'")
         if isinstance(learn, (str, Path)):
             check(path is not None, f"give the data folder to clean with the model: CloudCleaner({str(learn)!r}, path=DATA)")
             from cloud_classifier.package import load_with_data
@@ -393,10 +395,10 @@ class CloudCleaner:
         roots = {p['file'].parent.parent for p in self.photos.values()}
         check(path or len(roots) == 1, f"the learner's images are in {len(roots)} data folders: pass the one to clean as path=")
         self.path = Path(path or roots.pop()).resolve()
-        self.vocab, self.rank, self.queue = [str(v) for v in learn.dls.vocab], rank, {}
+        self.vocab, self.rank, self.turns, self.queue = [str(v) for v in learn.dls.vocab], rank, turns, {}
         if rank == 'oof':
             from cloud_classifier.rank import rank_folder, learner_body
-            self.queue = {str((self.path/r['file']).resolve()): r for r in rank_folder(self.path, body=learner_body(learn), bs=bs)}
+            self.queue = {str((self.path/r['file']).resolve()): r for r in rank_folder(self.path, body=learner_body(learn), bs=bs, turns=turns)}
         self._pos = {f: k for k, f in enumerate(self.queue)}
         self.marks, self.rounds, self._extra, self._page, self._keys, self._showing = {}, [], [], 0, [], False
         self.skipped = sorted(Path(f).resolve().relative_to(self.path).as_posix() for f in bad)  # files that are no photos, left out
@@ -413,7 +415,7 @@ class CloudCleaner:
         self.dd_cats = Dropdown(options=self.vocab, description='label')
         self.dd_ds = Dropdown(options=SPLITS, description='split')
         self.dd_page = Dropdown(options=[('all', 0)], description='photos')
-        self.order = HTML(f'Photos in each view: <b>{ORDERS[self.rank]}</b>.')
+        self.order = HTML(f'Photos in each view: <b>{ORDERS[self.rank]}</b>' + (', on features averaged over eight turns and mirror images.' if self.turns else '.'))
         self.pending, self.status = Label(), HTML()
         self.apply_button = Button(button_style='primary', icon='check', layout=Layout(width='auto'))
         self.undo_button = Button(icon='undo', layout=Layout(width='auto'))

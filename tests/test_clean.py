@@ -342,6 +342,21 @@ def test_cleaner_orders_each_view_by_the_queue(learned, tmp_path, monkeypatch):
     assert by_loss.queue == {}
     with pytest.raises(UserError, match='unknown ranking'): CloudCleaner(learn, rank='lose')
 
+def test_cleaner_with_turns_ranks_on_the_turned_features(learned, tmp_path, monkeypatch):
+    "turns=True (photos with no up): the queue comes from the body's features averaged over eight turns and mirror images, cached apart, and the order line says so."
+    monkeypatch.setenv('CLOUD_CLASSIFIER_CACHE', str(tmp_path/'features'))
+    learn, data = learned
+    with learn.no_bar(): plain, turned = CloudCleaner(learn), CloudCleaner(learn, turns=True)
+    assert sorted(p.name.endswith('-turns-flip.npz') for p in (tmp_path/'features').glob('*.npz')) == [False, True]
+    assert set(turned.queue) == set(plain.queue) and [r['score'] for r in turned.queue.values()] != [r['score'] for r in plain.queue.values()]
+    assert 'eight turns' in turned.order.value and 'eight turns' not in plain.order.value
+    queue = list(turned.queue)
+    for cat in ['Cumulus', 'rocks']:
+        _show(turned, cat, 'Train')
+        shown = [str(Path(f).resolve()) for f in turned.iw.fns]
+        assert shown and shown == sorted(shown, key=queue.index)
+    with pytest.raises(UserError, match="leave out turns=True"): CloudCleaner(learn, rank='loss', turns=True)
+
 def sha_tree(root):
     "{relative path: sha256} of every file under `root` (trash included), the journal's folder left out."
     return {k: hashlib.sha256(v).hexdigest() for k, v in tree(root).items()}
