@@ -354,4 +354,10 @@ def main():
     save = lambda res: args.json and args.json.write_text(json.dumps(dict(meta, **res), indent=1))  # after each row: a long run stopped keeps what it measured
     save(ccsn(args) if args.ccsn else end_to_end(args, save) if args.end_to_end else detection(args, save))
 
-if __name__ == '__main__': main()
+def run(main):
+    "Run a bench script's `main`, with a mistake the user can fix (a `UserError`, e.g. weights of another architecture) shown as one line, not a traceback."
+    from cloud_classifier.core import UserError
+    try: main()
+    except UserError as e: raise SystemExit(f'error: {e}') from None
+
+if __name__ == '__main__': run(main)

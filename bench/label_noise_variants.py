@@ -14,7 +14,10 @@ Each variant gives out-of-fold class probabilities; the queue is ranked from the
   can see no longer pull the fit towards them (`--prune`).
 - `partial`: the MobileNetV2 body's blocks from `--partial CUT` on, plus a linear head, fine-tuned per fold (AdamW,
   one-cycle, class-balanced sampling, random mirror images) on cached activations of the blocks before CUT, predicting
-  the held-out fold from the photo and its mirror image; reported alone and averaged with the first probe.
+  the held-out fold from the photo and its mirror image; reported alone and averaged with the first probe. With
+  `--turns` as well, also `partial-turns`: the same blocks fine-tuned on a random one of each photo's eight quarter
+  turns and mirror images per epoch, predicting the held-out fold from all eight averaged; reported alone and averaged
+  with the `turns` probe (`partial-turns+turns`).
 
 For each: recall of the wrong labels in the first 10% (uniform10) or 20% (uniform20, structured20) of the queue, the
 error of the out-of-fold predictions against the true labels, and seconds (features or activations excluded: they are
@@ -23,6 +26,7 @@ computed once per photo and cached).
   python bench/label_noise_variants.py --sizes 224 384 --svc
   python bench/label_noise_variants.py --settings uniform10 --partial 14 --epochs 8
   python bench/label_noise_variants.py --settings uniform10 --partial 14 --turns
+  python bench/label_noise_variants.py --settings uniform10 --partial 14 --turns --partial-turns
   python bench/label_noise_variants.py --turns --prune
   python bench/label_noise_variants.py --settings uniform10 --partial 11 --probs probs   # then label_noise.py --combine
 """
@@ -30,7 +34,7 @@ import argparse, copy, hashlib, json, os, sys, time
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from label_noise import GCD, WEIGHTS, load_set, noisy_labels, scores, queue_order, clean_confusion, true_error, save_probs, run_meta
+from label_noise import GCD, WEIGHTS, run, load_set, noisy_labels, scores, queue_order, clean_confusion, true_error, save_probs, run_meta
 from cloud_classifier.rank import pretrained_body, cached_features, oof_probabilities, fold_splits, _pixels
 from cloud_classifier.files import atomic_path
 
@@ -57,25 +61,29 @@ def oof_svc(X, yn, groups, seed, K):
     return P
 
 class Partial:
-    "MobileNetV2's blocks from `cut` on plus a linear head, fine-tuned per fold on cached activations of the blocks before `cut`."
-    def __init__(self, recs, args):
+    """MobileNetV2's blocks from `cut` on plus a linear head, fine-tuned per fold on cached activations of the blocks before `cut`.
+    Its views are the photo and its mirror image, or with `turns` the eight quarter turns and mirror images: each epoch
+    shows every photo under one view drawn at random, and a held-out photo is predicted from all its views averaged."""
+    def __init__(self, recs, args, turns=False):
         import torch
         body = pretrained_body(args.arch, args.weights, 224)
         blocks = body.module[0]  # torchvision's `features`: 19 blocks
         self.high, self.epochs, self.lr, self.torch = blocks[args.partial:], args.epochs, args.lr, torch
         key = hashlib.sha256(''.join(r.sha256 for r in recs).encode()).hexdigest()[:12]
-        path = Path(args.cache)/f'{body.key}-cut{args.partial}-{key}.npz'
+        path = Path(args.cache)/f'{body.key}-cut{args.partial}{"-turns" if turns else ""}-{key}.npz'
+        views = [lambda x, k=k, f=f: (x.flip(3) if f else x).rot90(k, (2, 3)) for f in (0, 1) for k in range(4)] if turns else [lambda x: x, lambda x: x.flip(3)]
         if not path.is_file():
             mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (body.mean, body.std))
-            A, B = [], []
+            V = [[] for _ in views]
             with torch.no_grad():
                 for i in range(0, len(recs), args.bs):
                     x = (torch.from_numpy(np.stack([_pixels(r.path, body.size) for r in recs[i:i+args.bs]])).permute(0, 3, 1, 2) - mean) / std  # load_set keeps readable photos only
-                    A.append(blocks[:args.partial](x).half().numpy()); B.append(blocks[:args.partial](x.flip(3)).half().numpy())
+                    for out, view in zip(V, views): out.append(blocks[:args.partial](view(x)).half().numpy())
             path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path, durable=False) as tmp: np.savez(tmp, A=np.concatenate(A), B=np.concatenate(B))
+            V = [np.concatenate(v) for v in V]
+            with atomic_path(path, durable=False) as tmp: np.savez(tmp, V=np.stack(V)) if turns else np.savez(tmp, A=V[0], B=V[1])
         d = np.load(path)
-        self.A, self.B = torch.from_numpy(d['A']).float(), torch.from_numpy(d['B']).float()
+        self.V = torch.from_numpy(d['V']).float() if turns else torch.stack([torch.from_numpy(d[k]).float() for k in 'AB'])
 
     def fit(self, tr, yn, seed, K):
         torch, nn = self.torch, self.torch.nn
@@ -90,8 +98,8 @@ class Partial:
         for _ in range(self.epochs):
             idx = tr[torch.multinomial(w, len(tr), replacement=True, generator=g).numpy()]
             for i in range(0, len(idx), 64):
-                b = idx[i:i+64]; flip = torch.rand(len(b), generator=g) < 0.5
-                loss = nn.functional.cross_entropy(m(torch.where(flip.view(-1, 1, 1, 1), self.B[b], self.A[b])), yt[b])
+                b = idx[i:i+64]; v = torch.randint(len(self.V), (len(b),), generator=g) if len(self.V) > 2 else (torch.rand(len(b), generator=g) < 0.5).long()
+                loss = nn.functional.cross_entropy(m(self.V[v, torch.from_numpy(b)]), yt[b])
                 opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         return m.eval()
 
@@ -99,7 +107,7 @@ class Partial:
         P = np.zeros((len(yn), K))
         for tr, te in fold_splits(yn, groups, 5, seed, K):
             m = self.fit(tr, yn, seed, K)
-            with self.torch.no_grad(): P[te] = ((m(self.A[te]).softmax(1) + m(self.B[te]).softmax(1)) / 2).numpy()
+            with self.torch.no_grad(): P[te] = self.torch.stack([m(V[te]).softmax(1) for V in self.V]).mean(0).numpy()
         return P
 
 def main():
@@ -115,6 +123,7 @@ def main():
     p.add_argument('--epochs', type=int, default=8, help='with --partial: epochs per fold')
     p.add_argument('--lr', type=float, default=1e-3, help="with --partial: the blocks' learning rate (the head's is ten times it)")
     p.add_argument('--turns', action='store_true', help="also the probe on the first size's features averaged over each photo's eight quarter turns and mirror images (review --turns); with --partial, also the two averaged")
+    p.add_argument('--partial-turns', action='store_true', help="with --partial and --turns: also the blocks fine-tuned on the eight turns and mirror images (partial-turns), alone and averaged with the turns probe")
     p.add_argument('--prune', action='store_true', help="also the first probe (and with --turns the turns probe) refitted without the photos cleanlab's find_label_issues flags under it")
     p.add_argument('--bs', type=int, default=32)
     p.add_argument('--cache', type=Path, default=Path.home()/'.cache'/'cloud_classifier'/'features')
@@ -122,6 +131,7 @@ def main():
     p.add_argument('--probs', type=Path, help="also save each variant's out-of-fold probabilities here, as label_noise.py --probs does (for its --combine)")
     args = p.parse_args()
     if not args.data.is_dir(): raise SystemExit(f'{args.data} is not there: give --data or CLOUD_CLASSIFIER_GCD')
+    if args.partial_turns and not (args.partial is not None and args.turns): raise SystemExit('--partial-turns needs --partial CUT and --turns')
     if args.partial is not None and args.arch != 'mobilenet_v2': raise SystemExit('--partial cuts MobileNetV2 blocks: give --arch mobilenet_v2')
     import torch; torch.set_num_threads(os.cpu_count())
     recs, y, classes, groups = load_set(args.data); K = len(classes)
@@ -130,6 +140,7 @@ def main():
     first = f'probe{args.sizes[0]}'
     conf = clean_confusion(X[args.sizes[0]], y, groups, K, args.settings)
     partial = Partial(recs, args) if args.partial is not None else None
+    partial_turns = Partial(recs, args, turns=True) if args.partial_turns else None
     meta = run_meta()
     rows = []
     for setting in args.settings:
@@ -144,6 +155,9 @@ def main():
             if partial: add('partial', lambda: partial.oof(yn, groups, seed, K)); P['partial+probe'] = (P['partial'] + P[first]) / 2; secs['partial+probe'] = secs['partial'] + secs[first]
             if args.turns: add('turns', lambda: oof_probabilities(XT, yn, groups, seed=seed, n_classes=K))
             if partial and args.turns: P['partial+turns'] = (P['partial'] + P['turns']) / 2; secs['partial+turns'] = secs['partial'] + secs['turns']
+            if partial_turns:
+                add('partial-turns', lambda: partial_turns.oof(yn, groups, seed, K))
+                P['partial-turns+turns'] = (P['partial-turns'] + P['turns']) / 2; secs['partial-turns+turns'] = secs['partial-turns'] + secs['turns']
             if args.prune:
                 for name, Xp in ((first, X[args.sizes[0]]), ('turns', XT)):
                     if name in P: add(f'{name}-pruned', lambda: oof_pruned(Xp, yn, groups, seed, K, P[name])); secs[f'{name}-pruned'] += secs[name]
@@ -160,4 +174,4 @@ def main():
             print(f"| {setting} | first {COLUMN[setting][1:]}% | {name} | {len(rs)} | {np.mean([r['recall'] for r in rs]):.3f} ({' '.join(str(r['recall']) for r in rs)}) "
                   f"| {np.mean([r['error'] for r in rs]):.3f} | {np.median([r['seconds'] for r in rs]):.0f} |")
 
-if __name__ == '__main__': main()
+if __name__ == '__main__': run(main)
