@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from label_noise import GCD, WEIGHTS, run, load_set, noisy_labels, scores, queue_order, clean_confusion, true_error, save_probs, run_meta
-from cloud_classifier.rank import pretrained_body, cached_features, oof_probabilities, fold_splits, _pixels
+from cloud_classifier.rank import pretrained_body, cached_features, oof_probabilities, fold_splits, photo_batches, photo_views
 from cloud_classifier.files import atomic_path
 
 COLUMN = dict(uniform10='r10', uniform20='r20', structured20='r20')
@@ -71,14 +71,11 @@ class Partial:
         self.high, self.epochs, self.lr, self.torch = blocks[args.partial:], args.epochs, args.lr, torch
         key = hashlib.sha256(''.join(r.sha256 for r in recs).encode()).hexdigest()[:12]
         path = Path(args.cache)/f'{body.key}-cut{args.partial}{"-turns" if turns else ""}-{key}.npz'
-        views = [lambda x, k=k, f=f: (x.flip(3) if f else x).rot90(k, (2, 3)) for f in (0, 1) for k in range(4)] if turns else [lambda x: x, lambda x: x.flip(3)]
         if not path.is_file():
-            mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (body.mean, body.std))
-            V = [[] for _ in views]
+            V = [[] for _ in range(8 if turns else 2)]
             with torch.no_grad():
-                for i in range(0, len(recs), args.bs):
-                    x = (torch.from_numpy(np.stack([_pixels(r.path, body.size) for r in recs[i:i+args.bs]])).permute(0, 3, 1, 2) - mean) / std  # load_set keeps readable photos only
-                    for out, view in zip(V, views): out.append(blocks[:args.partial](view(x)).half().numpy())
+                for _, x in photo_batches(body, [r.path for r in recs], args.bs):  # load_set keeps readable photos only
+                    for out, view in zip(V, photo_views(x, flip=True, turns=turns)): out.append(blocks[:args.partial](view).half().numpy())
             path.parent.mkdir(parents=True, exist_ok=True)
             V = [np.concatenate(v) for v in V]
             with atomic_path(path, durable=False) as tmp: np.savez(tmp, V=np.stack(V)) if turns else np.savez(tmp, A=V[0], B=V[1])

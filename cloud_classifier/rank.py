@@ -20,9 +20,9 @@ RANKINGS = ('oof', 'loss')  # out-of-fold label quality, most likely wrong first
 
 # %% auto #0
 __all__ = ['OOF_MODELS', 'RANKINGS', 'IMAGENET_STATS', 'NO_NORM', 'QUEUE_COLUMNS', 'UNREADABLE', 'Body', 'pretrained_body',
-           'model_body', 'learner_body', 'photo_features', 'feature_cache', 'cached_features', 'fold_splits',
-           'oof_probabilities', 'finetuned_oof_probabilities', 'oof_predictions', 'duplicate_group_ids',
-           'conflict_groups', 'label_queue', 'rank_folder']
+           'model_body', 'learner_body', 'photo_batches', 'photo_views', 'photo_features', 'feature_cache',
+           'cached_features', 'fold_splits', 'oof_probabilities', 'finetuned_oof_probabilities', 'oof_predictions',
+           'duplicate_group_ids', 'conflict_groups', 'label_queue', 'rank_folder']
 
 # %% ../nbs/40_rank.ipynb #843b3830
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -90,6 +90,27 @@ def _pixels(f:Path, size:tuple)->np.ndarray|None:
     except (BadImage, OSError): return None
     return np.asarray(im.resize((size[1], size[0]), Image.BILINEAR), dtype=np.float32) / 255
 
+def photo_batches(body:Body, # from `pretrained_body` or `model_body`
+                  files:list, # image files
+                  bs:int=32, # photos per batch
+                 ):
+    "Yield, batch by batch of `files`, which of them could be read (a list of bools) and those photos resized and normalised for `body` on its device (None when none could)."
+    import torch
+    dev = next(body.module.parameters()).device
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1).to(dev) for v in (body.mean, body.std))
+    for i in range(0, len(files), bs):
+        px = [_pixels(f, body.size) for f in files[i:i+bs]]
+        ok = [p is not None for p in px]
+        yield ok, ((torch.from_numpy(np.stack([p for p in px if p is not None])).permute(0, 3, 1, 2).to(dev) - mean) / std if any(ok) else None)
+
+def photo_views(x, # a batch of photos, N x 3 x H x W
+                flip:bool=False, # also each view's mirror image
+                turns:bool=False, # the four quarter turns (for photos with no up)
+               )->list:
+    "The views of a batch that features are averaged over: the batch itself first, then its quarter turns (`turns`), then the mirror images of those (`flip`)."
+    import torch
+    return [torch.rot90(x.flip(3) if f else x, k, (2, 3)) for f in ((False, True) if flip else (False,)) for k in range(4 if turns else 1)]
+
 def photo_features(body:Body, # from `pretrained_body` or `model_body`
                    files:list, # image files
                    bs:int=32, # photos per batch
@@ -98,19 +119,13 @@ def photo_features(body:Body, # from `pretrained_body` or `model_body`
                   )->np.ndarray:
     "Pooled features of `files` under `body`, one row per file (NaN for a photo that cannot be read)."
     import torch
-    dev = next(body.module.parameters()).device
-    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1).to(dev) for v in (body.mean, body.std))
     rows, dim = [], None
-    views = [(k, f) for k in range(4 if turns else 1) for f in ((False, True) if flip else (False,))]  # quarter turns, mirror image
     with torch.no_grad():
-        for i in range(0, len(files), bs):
-            px = [_pixels(f, body.size) for f in files[i:i+bs]]
-            ok = [p is not None for p in px]
+        for ok, x in photo_batches(body, files, bs):
             out = None
-            if any(ok):
-                x = (torch.from_numpy(np.stack([p for p in px if p is not None])).permute(0, 3, 1, 2).to(dev) - mean) / std
-                out = torch.stack([body.module(torch.rot90(x.flip(3) if f else x, k, (2, 3))).mean((2, 3)) for k, f in views]).mean(0)
-                out = out.float().cpu().numpy(); dim = out.shape[1]
+            if x is not None:
+                out = torch.stack([body.module(v).mean((2, 3)) for v in photo_views(x, flip, turns)]).mean(0).float().cpu().numpy()
+                dim = out.shape[1]
             it = iter(out if out is not None else [])
             rows += [next(it) if o else None for o in ok]
     dim = dim or 1
