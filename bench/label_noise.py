@@ -36,7 +36,7 @@ probe on the cached features instead (seconds; a proxy, reported as such).
   python bench/label_noise.py --settings uniform10 uniform20 structured20 --rankings ours --no-flip --turns   # as review --turns ranks
   python bench/label_noise.py --ccsn                                                  # CCSN's identical-photo conflicts
 """
-import argparse, json, os, platform, sys, tempfile, time
+import argparse, functools, json, os, platform, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 from cloud_classifier.rank import pretrained_body, learner_body, photo_features, cached_features, oof_probabilities, oof_predictions, OOF_MODELS, label_queue, conflict_groups, duplicate_group_ids
@@ -224,7 +224,7 @@ def end_to_end(args, save=lambda res: None):
     recs, y, classes, groups = load_set(args.data)
     K = len(classes)
     X, _ = features(recs, args)
-    X0 = plain_features(X, recs, args)
+    X0 = functools.cache(lambda: plain_features(X, recs, args))  # only the structured flips and the probe trainer need them
     tr, te = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=0)
     conf = clean_confusion(X0, y, groups, K, args.settings, args.C)
     rows, known = [], {}
@@ -232,7 +232,7 @@ def end_to_end(args, save=lambda res: None):
         "Test error after training on `labels` (one training per set of labels), and with `rank` fastai's ordering under it."
         key = (labels.tobytes(), rank)
         if key not in known:
-            if args.trainer == 'probe': known[key] = probe_error(X0, labels, tr, te, y, args.C_train), None
+            if args.trainer == 'probe': known[key] = probe_error(X0(), labels, tr, te, y, args.C_train), None
             else:
                 t = time.time()
                 with tempfile.TemporaryDirectory() as tmp:

@@ -70,17 +70,15 @@ class Partial:
         blocks = body.module[0]  # torchvision's `features`: 19 blocks
         self.high, self.epochs, self.lr, self.torch = blocks[args.partial:], args.epochs, args.lr, torch
         key = hashlib.sha256(''.join(r.sha256 for r in recs).encode()).hexdigest()[:12]
-        path = Path(args.cache)/f'{body.key}-cut{args.partial}{"-turns" if turns else ""}-{key}.npz'
+        path = Path(args.cache)/f'{body.key}-cut{args.partial}{"-turns" if turns else ""}-flip-{key}.npz'  # its views named as cached_features names them
         if not path.is_file():
-            V = [[] for _ in range(8 if turns else 2)]
+            V = []  # views x photos x activations
             with torch.no_grad():
                 for _, x in photo_batches(body, [r.path for r in recs], args.bs):  # load_set keeps readable photos only
-                    for out, view in zip(V, photo_views(x, flip=True, turns=turns)): out.append(blocks[:args.partial](view).half().numpy())
+                    V.append(np.stack([blocks[:args.partial](view).half().numpy() for view in photo_views(x, flip=True, turns=turns)]))
             path.parent.mkdir(parents=True, exist_ok=True)
-            V = [np.concatenate(v) for v in V]
-            with atomic_path(path, durable=False) as tmp: np.savez(tmp, V=np.stack(V)) if turns else np.savez(tmp, A=V[0], B=V[1])
-        d = np.load(path)
-        self.V = torch.from_numpy(d['V']).float() if turns else torch.stack([torch.from_numpy(d[k]).float() for k in 'AB'])
+            with atomic_path(path, durable=False) as tmp: np.savez(tmp, V=np.concatenate(V, axis=1))
+        self.V = torch.from_numpy(np.load(path)['V']).float()
 
     def fit(self, tr, yn, seed, K):
         torch, nn = self.torch, self.torch.nn
@@ -95,7 +93,8 @@ class Partial:
         for _ in range(self.epochs):
             idx = tr[torch.multinomial(w, len(tr), replacement=True, generator=g).numpy()]
             for i in range(0, len(idx), 64):
-                b = idx[i:i+64]; v = torch.randint(len(self.V), (len(b),), generator=g) if len(self.V) > 2 else (torch.rand(len(b), generator=g) < 0.5).long()
+                b = idx[i:i+64]  # one view per photo; of two, a coin flip (the draws the recorded figures made)
+                v = torch.randint(len(self.V), (len(b),), generator=g) if len(self.V) > 2 else (torch.rand(len(b), generator=g) < 0.5).long()
                 loss = nn.functional.cross_entropy(m(self.V[v, torch.from_numpy(b)]), yt[b])
                 opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         return m.eval()
