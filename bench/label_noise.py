@@ -64,9 +64,11 @@ def flip_uniform(y, share, K, rng):
 def flip_structured(y, share, conf, rng):
     "Labels with `share` of them flipped in proportion to the off-diagonal of the confusion matrix `conf`."
     off = conf.astype(float).copy(); np.fill_diagonal(off, 0)
-    w = off.sum(1)[y]; w = w / w.sum()
+    w = off.sum(1)[y]; n = int(round(share*len(y)))
+    if (w > 0).sum() < n:
+        raise SystemExit(f'the clean model confuses the classes of only {(w > 0).sum()} photos, too few to flip {n} in proportion to its confusion: use uniform noise on this set')
     yn = y.copy()
-    for i in rng.choice(len(y), int(round(share*len(y))), replace=False, p=w):
+    for i in rng.choice(len(y), n, replace=False, p=w / w.sum()):
         yn[i] = rng.choice(len(off), p=off[y[i]] / off[y[i]].sum())
     return yn
 
