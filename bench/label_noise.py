@@ -13,8 +13,8 @@ trained model.
 Rankings: `ours` (cloud_classifier.rank: out-of-fold logistic regression on the frozen body's pooled features, scored
 with cleanlab; `--oof finetune` fine-tunes the recipe per fold instead, `--oof both` averages the two), `random` (a floor), `loss` (fastai's ordering: the default recipe trained once on the noisy labels,
 every photo ranked by its loss under it, as `ImageClassifierCleaner` does: ~8+ minutes a run on a 2-core CPU),
-`ours-model` (ours on the features of that same trained model's body, as `review MODEL DATA` and the cleaner rank once a
-model exists; it shares (a)'s training), `blend` (each photo's place in ours and in (a)'s order averaged; shares (a)'s training),
+`ours-model` (ours on the features of that same trained model's own body, as `review MODEL DATA --features model` ranks;
+without it, `review MODEL DATA` and the cleaner rank a model on the pretrained body it started from, which is `ours`; it shares (a)'s training), `blend` (each photo's place in ours and in (a)'s order averaged; shares (a)'s training),
 `true-labels` (ours' probe fitted out of fold on the true labels, scoring the noisy ones: what ours would find if the
 noise did not disturb its fit, so the gap between `ours` and `true-labels` is what a more noise-robust score could still
 win, and the rest is the limit of the features).
@@ -155,7 +155,7 @@ def rank_loss(recs, yn, classes, args, tmp:Path):
     return np.array([pos[r['file']] for r in rows]), learn
 
 def model_probe_order(learn, recs, yn, groups, K, seed, args):
-    "Queue order of ours on the trained model's own body, as `review MODEL DATA` and the cleaner rank: its features, the out-of-fold probe."
+    "Queue order of ours on the trained model's own body, as `review MODEL DATA --features model` ranks: its features, the out-of-fold probe."
     Xm = photo_features(learner_body(learn), [r.path for r in recs], bs=args.bs)  # a model of its own: nothing to cache
     return rank_ours(Xm, yn, groups, K, seed, args.C)[0]
 
@@ -326,7 +326,7 @@ def main():
     p.add_argument('--settings', nargs='+', default=['uniform10', 'uniform20', 'structured20'])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--rankings', nargs='+', default=['ours', 'random'], choices=['ours', 'random', 'loss', 'ours-model', 'blend', 'true-labels'],
-                   help="loss: (a), fastai's order; ours-model: ours on the features of the model (a) trains, as `review MODEL DATA` ranks; blend: ours and (a) by mean place; true-labels: ours' probe fitted on the true labels (a reference, not a queue)")
+                   help="loss: (a), fastai's order; ours-model: ours on the features of the model (a) trains, as `review MODEL DATA --features model` ranks; blend: ours and (a) by mean place; true-labels: ours' probe fitted on the true labels (a reference, not a queue)")
     p.add_argument('--arch', default='mobilenet_v2')
     p.add_argument('--weights', default=str(WEIGHTS))
     p.add_argument('--size', type=int, default=224)

@@ -16,7 +16,7 @@ from .images import image_files, open_image, BadImage
 from .files import atomic_write, write_csv, check_writable
 from .journal import Journal
 from .manifest import MANIFEST, manifest_values, sync_manifest
-from .rank import RANKINGS, UNREADABLE
+from .rank import RANKINGS, FEATURES, UNREADABLE
 
 # %% auto #0
 __all__ = ['ACTIONS', 'REVIEW_COLUMNS', 'ORDERS', 'SPLITS', 'class_folders', 'target_class', 'Move', 'check_decisions',
@@ -235,7 +235,7 @@ def review_table(learn, # a fastai Learner (e.g. from `load_learner`)
     return keep + [r for r in rows[len(keep):] if r['file'] in extra]
 
 def ranked_table(data:Path, # folder holding one sub-folder per class
-                 model:Path|None=None, # an exported model whose body gives the features; the pretrained body when None
+                 model:Path|None=None, # an exported model (its starting body gives the features, `rank.origin_body`); the recipe's pretrained body when None
                  top:int|None=None, # keep the first `top` photos of the queue; all when None
                  bs:int=64, # batch size
                  check_hash:bool=True, # refuse a model whose sha256 differs from its model card's
@@ -314,6 +314,8 @@ def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with
            oof:str='auto', # 'probe' (frozen features), 'finetune' (the recipe per fold, without a model), 'both' (the two averaged) or 'auto' (both on a CUDA GPU)
            recipe:Recipe|None=None, # without a model: the pretrained body's arch, weights and size, and with finetune what each fold trains; `Recipe()` when None
            turns:bool=False, # photos with no up (a whole-sky camera's): rank on features averaged over the eight quarter turns and mirror images
+           features:str='pretrained', # with a model: 'pretrained' ranks on the pretrained body it started from (its own when trained from scratch), 'model' on its own trained body
+           weights:str|Path|None=None, # with a model and 'pretrained': load these instead of the weights its training started from
           )->list[dict]:
     "Write a review CSV (action preset to keep) and its HTML contact sheet, most likely wrong label first (or highest loss); files that are no photos are left out and named on stderr."
     data = Path(data).resolve()
@@ -331,7 +333,7 @@ def review(model:Path|None, # an exported learner, `export.pkl`; None ranks with
     if rank == 'loss':
         rows = review_table(_load_model(model, check_hash), data, top, bs, also=[data/f for f in conflicts], records=recs)
     else:
-        rows = ranked_table(data, model, None, bs, check_hash, records=recs, oof=oof, recipe=recipe, turns=turns)
+        rows = ranked_table(data, model, None, bs, check_hash, records=recs, oof=oof, recipe=recipe, turns=turns, features=features, weights=weights)
         skipped |= {r['file'] for r in rows if r['reason'] == UNREADABLE}  # also those the body could not read
         rows = [r for r in rows if r['file'] not in skipped]
         keep = rows[:top] if top else rows
@@ -373,10 +375,13 @@ class CloudCleaner:
                  bs:int=64, # with an exported model: batch size for scoring the photos
                  rank:str='oof', # 'oof': most likely wrong label first (`cloud_classifier.rank`); 'loss': fastai's highest loss first
                  turns:bool=False, # photos with no up (a whole-sky camera's): rank on the body's features averaged over the eight quarter turns and mirror images
+                 features:str='pretrained', # 'pretrained': rank on the pretrained body the learner started from (its own when trained from scratch); 'model': on its own trained body
+                 weights:str|Path|None=None, # with 'pretrained': load these instead of the weights its training started from (the same file, elsewhere)
                  **kwargs, # passed to fastai's `ImagesCleaner` (height, width of the thumbnails; max_n photos a page)
                 ):
         check(rank in RANKINGS, f"unknown ranking {rank!r}: use 'oof' (most likely wrong label first) or 'loss' (highest loss first)")
         check(rank == 'oof' or not turns, "turns average the features the out-of-fold ranking uses, not the model's losses: leave out turns=True, or use rank='oof'")
+        check(features in FEATURES, f"unknown features {features!r}: use 'pretrained' (the body the learner started from) or 'model' (its own trained body)")
         if isinstance(learn, (str, Path)):
             check(path is not None, f"give the data folder to clean with the model: CloudCleaner({str(learn)!r}, path=DATA)")
             from cloud_classifier.package import load_with_data
@@ -397,8 +402,9 @@ class CloudCleaner:
         self.path = Path(path or roots.pop()).resolve()
         self.vocab, self.rank, self.turns, self.queue = [str(v) for v in learn.dls.vocab], rank, turns, {}
         if rank == 'oof':
-            from cloud_classifier.rank import rank_folder, learner_body
-            self.queue = {str((self.path/r['file']).resolve()): r for r in rank_folder(self.path, body=learner_body(learn), bs=bs, turns=turns)}
+            from cloud_classifier.rank import rank_folder, learner_body, origin_body
+            body = (origin_body(learn, weights) if features == 'pretrained' else None) or learner_body(learn)
+            self.queue = {str((self.path/r['file']).resolve()): r for r in rank_folder(self.path, body=body, bs=bs, turns=turns)}
         self._pos = {f: k for k, f in enumerate(self.queue)}
         self.marks, self.rounds, self._extra, self._page, self._keys, self._showing = {}, [], [], 0, [], False
         self.skipped = sorted(Path(f).resolve().relative_to(self.path).as_posix() for f in bad)  # files that are no photos, left out

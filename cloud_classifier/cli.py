@@ -12,7 +12,7 @@ from dataclasses import fields, asdict
 from fastcore.docments import docments
 from .core import defaults, UserError, Recipe, BALANCES, AUGMENTATIONS
 from .runtime import ENGINES  # torch-free, so --help stays quick
-from .rank import RANKINGS, OOF_MODELS
+from .rank import RANKINGS, OOF_MODELS, FEATURES
 
 # %% auto #0
 __all__ = ['DATA_HELP', 'arg', 'check_ranges', 'command', 'data_arg', 'recipe_args', 'recipe_of', 'main']
@@ -359,11 +359,12 @@ def _interrupted_note(data:Path):
          arg('--top', type=int, at_least=0, default=50, help='how many photos of the queue to list (0: all)'),
          arg('--rank', choices=RANKINGS, default='oof', help="oof: most likely wrong label first, from out-of-fold predictions; loss: the model's highest loss first"),
          arg('--arch', default=Recipe.arch, help='without a model: torchvision architecture whose pretrained body ranks the photos'),
-         arg('--weights', default=Recipe.weights, help="without a model: 'imagenet' (torchvision download) or a local state-dict file (offline)"),
+         arg('--weights', help="'imagenet' (torchvision download) or a local state-dict file (offline): without a model, the pretrained body that ranks (imagenet when left out); with one, the file its training started from, where it is now"),
          arg('--size', type=int, at_least=1, default=Recipe.size, help='without a model: image side the body sees'),
          arg('--oof', choices=OOF_MODELS, default='auto', help="what predicts each held-out fold: probe (a logistic regression on the body's features, seconds on a CPU), finetune (the recipe fine-tuned per fold, without a model; for a GPU), both (the two averaged; for a GPU), auto (both on a CUDA GPU, else probe)"),
          arg('--epochs-frozen', type=int, at_least=0, default=Recipe.epochs_frozen, help='with --oof finetune or both: epochs of each fold with the body frozen'),
          arg('--epochs', type=int, at_least=0, default=Recipe.epochs, help='with --oof finetune or both: epochs of each fold after unfreezing'),
+         arg('--features', choices=FEATURES, default='pretrained', help="with a model: rank on the frozen pretrained body it started from (pretrained: it has not seen the labels; the model's own body when trained from scratch) or on its own trained body (model)"),
          arg('--turns', action='store_true', help="photos with no up (a whole-sky camera's): rank on features averaged over each photo's eight quarter turns and mirror images (about 6x the feature time)"),
          arg('--bs', type=int, at_least=1, default=defaults.bs, help='batch size'),
          arg('--no-hash-check', action='store_true', help="load even if the file does not match its model card's sha256"),
@@ -373,7 +374,8 @@ def _review(args):
     model, data = (args.model, args.data) if args.data is not None else (None, args.model)
     _interrupted_note(data)
     rows = review(model, data, args.out, top=args.top or None, bs=args.bs, check_hash=not args.no_hash_check, rank=args.rank,
-                  oof=args.oof, turns=args.turns, recipe=Recipe(arch=args.arch, weights=args.weights, size=args.size, bs=args.bs,
+                  oof=args.oof, turns=args.turns, features=args.features, weights=args.weights,
+                  recipe=Recipe(arch=args.arch, weights=args.weights or Recipe.weights, size=args.size, bs=args.bs,
                                               epochs_frozen=args.epochs_frozen, epochs=args.epochs))
     print(f"{len(rows)} photo(s) to review in {args.out} (action preset to keep); contact sheet: {args.out.with_suffix('.html')}")
     print(f'set action to keep, delete, accept (the suggested label), a class or new:NAME, then run: cloud-classifier clean {data} --apply {args.out}')

@@ -17,12 +17,14 @@ from .files import atomic_write
 
 OOF_MODELS = ('auto', 'probe', 'finetune', 'both')  # what predicts each fold: both averages the probe's and the fine-tuned folds' probabilities; auto is both on a CUDA GPU without a model, else probe
 RANKINGS = ('oof', 'loss')  # out-of-fold label quality, most likely wrong first; or the model's own loss, as fastai's cleaner orders
+FEATURES = ('pretrained', 'model')  # with a trained model, whose body ranks: the pretrained body it started from, or its own trained body
 
 # %% auto #0
-__all__ = ['OOF_MODELS', 'RANKINGS', 'IMAGENET_STATS', 'NO_NORM', 'QUEUE_COLUMNS', 'UNREADABLE', 'Body', 'pretrained_body',
-           'model_body', 'learner_body', 'photo_batches', 'photo_views', 'photo_features', 'feature_cache',
-           'cached_features', 'fold_splits', 'oof_probabilities', 'finetuned_oof_probabilities', 'oof_predictions',
-           'duplicate_group_ids', 'conflict_groups', 'label_queue', 'rank_folder']
+__all__ = ['OOF_MODELS', 'RANKINGS', 'FEATURES', 'IMAGENET_STATS', 'NO_NORM', 'QUEUE_COLUMNS', 'UNREADABLE', 'Body',
+           'pretrained_body', 'model_body', 'learner_body', 'origin_body', 'photo_batches', 'photo_views',
+           'photo_features', 'feature_cache', 'cached_features', 'fold_splits', 'oof_probabilities',
+           'finetuned_oof_probabilities', 'oof_predictions', 'duplicate_group_ids', 'conflict_groups', 'label_queue',
+           'rank_folder']
 
 # %% ../nbs/40_rank.ipynb #843b3830
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -82,6 +84,19 @@ def learner_body(learn # a fastai learner whose model's first part maps images t
     h = hashlib.sha256()
     for v in body.state_dict().values(): h.update(v.detach().cpu().numpy().tobytes())
     return Body(body, size, *norm, f'learner{h.hexdigest()[:12]}-{size[0]}x{size[1]}')
+
+def origin_body(learn, # a trained fastai learner: `load_model`'s, or one in memory
+                weights:str|Path|None=None, # load these instead of the weights it started from (the same file, elsewhere on this machine)
+               )->Body|None:
+    "The frozen pretrained body `learn` started from (its architecture and starting weights, at its image size): features no label has touched. None for a model trained from scratch."
+    from cloud_classifier.export import image_size
+    from cloud_classifier.learner import is_scratch
+    arch = getattr(learn, 'arch_name', None) or getattr(getattr(learn, 'arch', None), '__name__', None)
+    start = weights or getattr(learn, 'weights', None) or ('imagenet' if getattr(learn, 'pretrained', False) else None)  # fastai's own pretrained learners load torchvision's ImageNet weights
+    if arch is None or start is None or is_scratch(start): return None
+    check(str(start).lower() == 'imagenet' or Path(start).is_file(),
+          f"the weights file {start} this model started from is not here: give its path (--weights PATH, or weights=PATH), or rank on the model's own body (--features model, or features='model')")
+    return pretrained_body(arch, start, image_size(learn) or defaults.size)
 
 # %% ../nbs/40_rank.ipynb #39fbba18
 def _pixels(f:Path, size:tuple)->np.ndarray|None:
@@ -334,8 +349,10 @@ def label_queue(names:list, # each photo's name in the queue (e.g. its path rela
 UNREADABLE = 'cannot be read as a photo'  # the reason of a queue row whose file is no photo
 
 def rank_folder(data:Path, # folder holding one sub-folder per class
-                model:Path|None=None, # an exported model whose body gives the features; the pretrained body when None
+                model:Path|None=None, # an exported model; None ranks with the pretrained body of `recipe`
                 body:Body|None=None, # or a body already made (e.g. `learner_body(learn)`)
+                features:str='pretrained', # with a model: 'pretrained' ranks on the pretrained body it started from (`origin_body`; its own when trained from scratch), 'model' on its own trained body
+                weights:str|Path|None=None, # with a model and 'pretrained': load these instead of the weights its training started from
                 recipe:Recipe|None=None, # without a model or body: the pretrained body is the recipe's arch, weights and size, and with finetune each fold trains this recipe; `Recipe()` when None
                 folds:int=5, # out-of-fold splits
                 oof:str='auto', # 'probe': a logistic regression on the body's features; 'finetune': the recipe fine-tuned per fold; 'both': their probabilities averaged; 'auto': both on a CUDA GPU without a model or body
@@ -352,6 +369,8 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
     from cloud_classifier.dedupe import image_records
     from cloud_classifier.data import list_classes
     check(oof in OOF_MODELS, f"unknown out-of-fold model {oof!r}: use one of {', '.join(OOF_MODELS)}")
+    check(features in FEATURES, f"unknown features {features!r}: use 'pretrained' (the body the model started from) or 'model' (its own trained body)")
+    check(features == 'pretrained' or model is not None or body is not None, "ranking on a model's own body (--features model) needs the model: give MODEL, or leave out --features")
     if oof == 'auto':
         import torch
         oof = 'both' if torch.cuda.is_available() and model is None and body is None else 'probe'
@@ -369,7 +388,11 @@ def rank_folder(data:Path, # folder holding one sub-folder per class
     recipe = recipe or Recipe()
     X = None  # the fine-tuned folds need no features
     if oof != 'finetune':
-        body = body or (model_body(model, check_hash) if model else pretrained_body(recipe.arch, recipe.weights, recipe.size))
+        if body is None and model is not None:
+            from cloud_classifier.export import load_model
+            body = origin_body(load_model(model, check_hash=check_hash), weights) if features == 'pretrained' else None
+            body = body or model_body(model, check_hash)
+        body = body or pretrained_body(recipe.arch, recipe.weights, recipe.size)
         if cache is True: cache = feature_cache()
         X = cached_features(body, [r.path for r in recs], cache or None, [r.sha256 for r in recs], bs, flip=turns, turns=turns)
         ok = ~np.isnan(X).any(1)  # a photo PIL opens but the body cannot read

@@ -137,3 +137,38 @@ def test_review_with_turns_ranks_on_the_turned_features(tmp_path, weights, cache
     r = run_main('review', data, '--weights', weights, '--turns', '--oof', 'finetune', '--out', out)
     assert r.returncode == 2 and 'give --oof probe or both with --turns' in r.stderr and r.stderr.count('\n') == 1, r.stderr
     assert out.read_bytes() == before
+
+def test_a_model_is_ranked_on_the_body_it_started_from(tmp_path, weights, cache):
+    "A trained body has seen the labels it would rank: `review MODEL DATA` and the widget rank on the frozen body the model started from (the queue and cache of `review DATA` with those weights); `--features model` on its own body."
+    from cloud_classifier.clean import CloudCleaner
+    data = flipped_set(tmp_path)
+    start = tmp_path/'start.pth'
+    shutil.copy(weights, start)
+    r = run_main('train', data, '--out', tmp_path/'models', '--arch', 'mobilenet_v2', '--weights', start, '--size', 64,
+                 '--epochs-frozen', 1, '--epochs', 1, '--lr', 1e-3, '--bs', 8)
+    assert r.returncode == 0, r.stderr
+    model, out = tmp_path/'models'/'export.pkl', tmp_path/'review.csv'
+    def queue(*args):
+        r = run_main('review', *args, '--out', out, '--top', 0)
+        assert r.returncode == 0, r.stderr
+        return {row['file']: float(row['score']) for row in csv.DictReader(open(out))}
+    def cached(): return sorted(p.name.split('-')[0] for p in cache.glob('*.npz'))
+    started = queue(model, data)
+    assert len(started) == 30 and cached() == ['mobilenet_v2']  # the pretrained body's features, nothing of the model's
+    assert queue(data, '--arch', 'mobilenet_v2', '--weights', start, '--size', 64) == started  # the same queue as before training
+    own = queue(model, data, '--features', 'model')
+    assert len(cached()) == 2 and cached()[1].startswith('model') and own.keys() == started.keys()  # its own body's, beside them
+    assert max(abs(own[f] - started[f]) for f in own) > 0.01  # the trained body's features rank differently
+    def widget(**kw): return {r['file']: r['score'] for r in CloudCleaner(model, path=data, **kw).queue.values()}
+    assert all(abs(s - started[f]) < 1e-3 for f, s in widget().items()) and widget().keys() == started.keys()
+    assert all(abs(s - own[f]) < 1e-3 for f, s in widget(features='model').items())
+    # the weights file has moved: one line that says where to give it, and nothing written; given, the same queue
+    moved = tmp_path/'elsewhere.pth'
+    start.rename(moved)
+    before = out.read_bytes()
+    r = run_main('review', model, data, '--out', out)
+    assert r.returncode == 2 and f'the weights file {start} this model started from is not here' in r.stderr and r.stderr.count('\n') == 1, r.stderr
+    assert out.read_bytes() == before
+    assert queue(model, data, '--weights', moved) == started
+    r = run_main('review', data, '--features', 'model', '--out', out)
+    assert r.returncode == 2 and 'needs the model: give MODEL' in r.stderr and r.stderr.count('\n') == 1, r.stderr
